@@ -1,0 +1,62 @@
+"""The natural-image prior: jitter and gradient normalisation. Without them gradient
+ascent makes adversarial noise instead of pictures."""
+from __future__ import annotations
+
+import random
+
+import torch
+import torch.nn.functional as F
+
+GRAD_NORMS = ("mean", "laplacian")
+
+
+def jitter_offsets(jitter: int, rng: random.Random) -> tuple[int, int]:
+    if jitter <= 0:
+        return 0, 0
+    return rng.randint(-jitter, jitter), rng.randint(-jitter, jitter)
+
+
+def roll(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    return torch.roll(x, shifts=(dy, dx), dims=(2, 3)) if (dy or dx) else x
+
+
+def normalize_mean(g: torch.Tensor) -> torch.Tensor:
+    """Scale so the mean |g| is 1: the step size is then in picture units."""
+    return g / (g.abs().mean() + 1e-8)
+
+
+_BLUR = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
+
+
+def _blur_down(x: torch.Tensor) -> torch.Tensor:
+    k = _BLUR.to(x.device, x.dtype)
+    c = x.shape[1]
+    x = F.conv2d(F.pad(x, (2, 2, 0, 0), mode="replicate"), k.view(1, 1, 1, 5).repeat(c, 1, 1, 1), groups=c)
+    x = F.conv2d(F.pad(x, (0, 0, 2, 2), mode="replicate"), k.view(1, 1, 5, 1).repeat(c, 1, 1, 1), groups=c)
+    return x[:, :, ::2, ::2]
+
+
+def normalize_laplacian(g: torch.Tensor, levels: int = 4) -> torch.Tensor:
+    """Normalise each band of a Laplacian pyramid of g separately, so low frequencies are
+    not drowned by high ones (Mordvintsev's lap_normalize): broader, smoother strokes."""
+    bands = []
+    cur = g
+    for _ in range(levels - 1):
+        if min(cur.shape[-2:]) < 8:
+            break
+        low = _blur_down(cur)
+        up = F.interpolate(low, size=cur.shape[-2:], mode="bilinear", align_corners=False)
+        bands.append(cur - up)
+        cur = low
+    bands.append(cur)
+    out = bands[-1] / (bands[-1].pow(2).mean().sqrt() + 1e-8)
+    for band in reversed(bands[:-1]):
+        out = F.interpolate(out, size=band.shape[-2:], mode="bilinear", align_corners=False)
+        out = out + band / (band.pow(2).mean().sqrt() + 1e-8)
+    return normalize_mean(out)
+
+
+def normalize_grad(g: torch.Tensor, how: str = "mean") -> torch.Tensor:
+    if how == "laplacian":
+        return normalize_laplacian(g)
+    return normalize_mean(g)
