@@ -110,6 +110,13 @@ def names() -> tuple[str, ...]:
     return tuple(_REGISTRY)
 
 
+def layers_of(name: str) -> tuple[str, ...]:
+    """Dreamable layers of a model, without loading it (for validating settings)."""
+    if name not in _REGISTRY:
+        raise ModelError(f"model '{name}' is unknown; known models: {', '.join(_REGISTRY)}")
+    return _REGISTRY[name].layers
+
+
 def available() -> tuple[str, ...]:
     """Models whose weights are on this machine (so they load offline)."""
     return tuple(n for n, e in _REGISTRY.items() if e.has_weights())
