@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+import weakref
 from contextlib import nullcontext
 from typing import Callable
 
@@ -93,12 +94,19 @@ class DreamStep(nn.Module):
 
     def gradient(self, x: torch.Tensor) -> torch.Tensor:
         """d objective / d x, normalised (the natural-image prior's second half)."""
+        return normalize_grad(self.raw_gradient(x), self.grad_norm)
+
+    def raw_gradient(self, x: torch.Tensor,
+                     transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+        """d objective / d x before normalisation, so a tiled render can sum tiles and
+        normalise once. `transform` (e.g. a random rescale) runs inside the graph, so the
+        gradient comes back through it exactly."""
         with torch.enable_grad():
             x = x.detach().requires_grad_(True)
             with self._autocast(x):
-                loss = self.objective(self.tap(x))
+                loss = self.objective(self.tap(transform(x) if transform is not None else x))
             (g,) = torch.autograd.grad(loss, x)
-        return normalize_grad(g.float(), self.grad_norm)
+        return g.float()
 
     def forward(self, x: torch.Tensor, step_size: torch.Tensor | float) -> torch.Tensor:
         return (x + step_size * self.gradient(x)).clamp(0.0, 1.0)
@@ -198,10 +206,10 @@ class DreamEngine:
         key = (self.layer, self.objective, self.precision, self.backend, self.grad_norm,
                self.size if self.backend == "onnx" else None)
         if key != self._key:
-            if self._tap is not None:
-                self._tap.close()
+            self.close()
             objective = self._parse(self.objective, self.layer)
             self._tap = LayerTap(self.backbone, objective.layers)
+            self._finalizer = weakref.finalize(self, self._tap.close)  # no stray hooks
             step = DreamStep(self._tap, objective, self.grad_norm, self._autocast_dtype())
             self._torch_step = step
             if self.backend == "onnx":
@@ -261,6 +269,13 @@ class DreamEngine:
                 torch.cuda.synchronize()
             times.append((time.perf_counter() - t0) * 1000)
         return float(np.median(times))
+
+    def close(self) -> None:
+        """Remove this engine's hooks from the (possibly shared) backbone."""
+        if self._tap is not None:
+            self._finalizer()  # runs tap.close once
+            self._tap = None
+            self._key = None
 
     # -- dreaming -------------------------------------------------------------------
     def reset(self) -> None:

@@ -90,6 +90,13 @@ def parse(spec: str, layer: str, layers: tuple[str, ...], class_index: Callable[
 
 def _parse_one(part: str, layer: str, layers: tuple[str, ...], class_index: Callable[[str], int],
                channels: Callable[[str], int] | None) -> Objective:
+    weight, star, rest = part.partition("*")
+    if star:  # "0.5*blocks.4:3"
+        try:
+            k = float(weight)
+        except ValueError:
+            raise ObjectiveError(f"weight '{weight}' in objective '{part}' is not a number") from None
+        return k * _parse_one(rest.strip(), layer, layers, class_index, channels)
     head, _, tail = part.partition(":")
     head = head.strip()
     if part == "amplify":
