@@ -57,6 +57,7 @@ class DreamConfig:
     device: str = choice("auto", "auto", "cpu", "cuda")
     adaptive: bool = True                        # lower the working size when steps fall behind
     target_steps_per_second: float = bounded(8.0, 0.5, 240)
+    zoom: float = bounded(1.02, 1.0, 1.2)        # z key: zoom per pass of the endless-zoom drift
 
 
 @dataclass(frozen=True)

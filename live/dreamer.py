@@ -1,0 +1,299 @@
+"""Dream thread: takes the newest captured frame, runs one engine pass, publishes the
+newest dream with its timings.
+
+It only ever reads: frames from the capture slot and settings from the shared state
+(a `DreamSettings` snapshot per pass), so setting changes apply between steps and data
+flows one way. Faults never end the show: an exception is logged, the engine is rebuilt,
+and meanwhile an empty dream tells the renderer to show the live picture."""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+import cv2
+import numpy as np
+
+from .capture import Frame, Slot
+from .engine import DreamEngine
+
+log = logging.getLogger(__name__)
+
+ADAPTIVE_SCALES = (1.0, 0.8, 0.7, 0.5)  # 320x240 -> 256x192 -> 224x168 -> 160x120
+FAULT_BACKOFF = (0.5, 10.0)              # first and longest pause before rebuilding the engine
+
+
+@dataclass(frozen=True)
+class DreamSettings:
+    """What the dreamer reads from the shared state before each pass."""
+    layer: str
+    objective: str
+    strength: float
+    zoom: bool = False           # endless-zoom drift: feed the dream back with a small zoom
+    zoom_factor: float = 1.02
+    noise: bool = False          # dream from noise instead of the camera
+    frozen: bool = False         # keep dreaming on the frame held when frozen
+    reset: int = 0               # bumped by the 'r' key: forget the carried dream
+
+
+class SettingsSource(Protocol):
+    def dream_settings(self) -> DreamSettings: ...
+
+
+@dataclass(frozen=True)
+class Dream:
+    """One published dream. `image` None means no dream is available (a fault): the
+    renderer then shows the live picture alone."""
+    image: np.ndarray | None     # uint8 h x w x 3 RGB at the working size
+    number: int
+    frame: Frame | None          # the captured frame it was dreamed from
+    ms: float                    # ms per dream pass (engine.last_ms)
+    steps_per_second: float      # dream steps actually done per second of wall time
+    size: tuple[int, int]
+    info: dict                   # engine.info: layer, backend, device, precision, ...
+
+
+def adaptive_ladder(size: tuple[int, int], scales: tuple[float, ...] = ADAPTIVE_SCALES) -> list[tuple[int, int]]:
+    """Working sizes to step down through, keeping the aspect (multiples of 8, >= 32)."""
+    w, h = size
+    out: list[tuple[int, int]] = []
+    for s in scales:
+        cand = (max(32, int(round(w * s / 8)) * 8), max(32, int(round(h * s / 8)) * 8))
+        if s == 1.0:
+            cand = (w, h)
+        if cand not in out:
+            out.append(cand)
+    return out
+
+
+class AdaptiveSize:
+    """Lowers the working size when dream steps/s fall below the target, and raises it
+    again when the larger size would still meet the target with headroom."""
+
+    def __init__(self, size: tuple[int, int], target: float, enabled: bool = True,
+                 settle_seconds: float = 3.0, headroom: float = 1.25, window: int = 6):
+        self.ladder = adaptive_ladder(size)
+        self.target = target
+        self.enabled = enabled
+        self.settle = settle_seconds
+        self.headroom = headroom
+        self.level = 0
+        self._rates: deque[float] = deque(maxlen=window)
+        self._changed: float | None = None     # when the size last changed (or rates began)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.ladder[self.level]
+
+    def update(self, steps_per_second: float, now: float | None = None) -> tuple[int, int] | None:
+        """Feed one measured rate; returns the new working size when it should change."""
+        if not self.enabled:
+            return None
+        now = time.monotonic() if now is None else now
+        self._rates.append(steps_per_second)
+        if self._changed is None:
+            self._changed = now
+        if len(self._rates) < self._rates.maxlen or now - self._changed < self.settle:
+            return None
+        rate = float(np.median(self._rates))
+        new = self.level
+        if rate < self.target and self.level < len(self.ladder) - 1:
+            new = self.level + 1
+        elif self.level > 0:
+            (w0, h0), (w1, h1) = self.ladder[self.level], self.ladder[self.level - 1]
+            if rate * (w0 * h0) / (w1 * h1) >= self.target * self.headroom:
+                new = self.level - 1
+        if new == self.level:
+            return None
+        self.level = new
+        self._rates.clear()
+        self._changed = now
+        return self.size
+
+
+def zoom_image(img: np.ndarray, factor: float) -> np.ndarray:
+    """The picture magnified about its centre (the endless-zoom feedback)."""
+    h, w = img.shape[:2]
+    m = cv2.getRotationMatrix2D((w / 2.0, h / 2.0), 0.0, factor)
+    return cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+
+def noise_image(size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """Grey-ish colour noise to start a dream that is purely the network's."""
+    w, h = size
+    small = rng.uniform(80, 176, size=(max(2, h // 4), max(2, w // 4), 3)).astype(np.float32)
+    img = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC) + rng.normal(0, 12, size=(h, w, 3))
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+EngineFactory = Callable[[tuple[int, int], DreamSettings], DreamEngine]
+FlowFn = Callable[[np.ndarray, tuple[int, int]], "np.ndarray | None"]
+
+
+class Dreamer(threading.Thread):
+    """newest frame -> engine -> newest Dream in `self.dreams`.
+
+    `make_engine(size, settings)` builds an engine (at start and after a fault).
+    `flow(frame_image, working_size)`, when given, returns working-size optical flow from
+    the previous frame for `engine.dream(frame, flow)`: the seam for live/flow.py."""
+
+    def __init__(self, make_engine: EngineFactory, frames: Slot[Frame], settings: SettingsSource,
+                 size: tuple[int, int], steps_per_frame: int = 1, target_steps_per_second: float = 8.0,
+                 adaptive: bool = True, flow: FlowFn | None = None, seed: int = 0):
+        super().__init__(name="dreamer", daemon=True)
+        self.make_engine = make_engine
+        self.frames = frames
+        self.settings = settings
+        self.steps_per_frame = steps_per_frame
+        self.adaptive = AdaptiveSize(size, target_steps_per_second, adaptive)
+        self.flow = flow
+        self.dreams: Slot[Dream] = Slot()
+        self.engine: DreamEngine | None = None
+        self.faults = 0
+        self.restarts = 0
+        self.steps = 0
+        self._rng = np.random.default_rng(seed)
+        self._stop_event = threading.Event()
+        self._applied: DreamSettings | None = None
+        self._feedback: np.ndarray | None = None   # last dream, for zoom / noise feedback
+        self._bad_setting: tuple | None = None
+        self._times: deque[tuple[float, int]] = deque(maxlen=32)
+        self._number = 0
+        self._held: Frame | None = None
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop_event.set()
+        if self.is_alive():
+            self.join(timeout)
+
+    # -- one pass -----------------------------------------------------------------------
+    def _apply(self, s: DreamSettings) -> None:
+        """Bring the engine to the settings; a setting the engine refuses is logged once
+        and the previous one kept."""
+        eng, old = self.engine, self._applied
+        changes = {}
+        if old is None or (s.layer, s.objective) != (old.layer, old.objective):
+            changes.update(layer=s.layer, objective=s.objective)
+        if old is None or s.strength != old.strength:
+            changes["step_size"] = s.strength
+        if changes:
+            try:
+                eng.configure(**changes)
+            except Exception as exc:
+                key = (s.layer, s.objective, s.strength)
+                if key != self._bad_setting:
+                    log.warning("dream setting refused (%s); keeping %s / %s", exc, eng.layer, eng.objective)
+                    self._bad_setting = key
+                if "step_size" in changes:
+                    eng.configure(step_size=s.strength)
+        if old is not None and s.reset != old.reset:
+            eng.reset()
+            self._feedback = None
+        if s.noise and (old is None or not old.noise):
+            eng.reset()
+            self._feedback = noise_image(eng.size, self._rng)
+            log.info("dreaming from noise")
+        if old is not None and old.noise and not s.noise and not s.zoom:
+            self._feedback = None
+        self._applied = s
+
+    def _input(self, frame: Frame, s: DreamSettings) -> np.ndarray:
+        """The camera picture, or (zoom drift / noise) the previous dream fed back."""
+        if (s.zoom or s.noise) and self._feedback is not None:
+            self.engine.reset()  # the dream already lives in the fed-back picture
+            fb = self._feedback
+            if fb.shape[1::-1] != tuple(self.engine.size):
+                fb = cv2.resize(fb, self.engine.size, interpolation=cv2.INTER_LINEAR)
+            return zoom_image(fb, s.zoom_factor) if s.zoom else fb
+        return frame.image
+
+    def _next_frame(self, seq: int, s: DreamSettings) -> tuple[int, Frame | None]:
+        if s.frozen and self._held is not None:
+            return seq, self._held           # keep dreaming on the held frame
+        if (s.zoom or s.noise) and self._feedback is not None:
+            new_seq, frame = self.frames.latest()  # feedback does not wait for the camera
+            if frame is not None:
+                self._held = frame
+                return new_seq, frame
+        new_seq, frame = self.frames.wait(seq, timeout=0.25)
+        if new_seq == seq:
+            return seq, None
+        self._held = frame
+        return new_seq, frame
+
+    def _rate(self) -> float:
+        """Dream steps per second of wall time over the recent passes."""
+        if len(self._times) < 2:
+            return 0.0
+        (t0, n0), (t1, n1) = self._times[0], self._times[-1]
+        return (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
+
+    def step_once(self, frame: Frame) -> Dream:
+        """One dream pass on `frame` with the current settings; publishes the dream."""
+        s = self.settings.dream_settings()
+        if self.engine is None:
+            self.engine = self.make_engine(self.adaptive.size, s)
+            self._applied = None
+        self._apply(s)
+        eng = self.engine
+        img = self._input(frame, s)
+        flow = self.flow(img, eng.size) if self.flow is not None else None
+        out = eng.dream(img, flow=flow) if flow is not None else eng.dream(img)
+        w, h = eng.size
+        if not (isinstance(out, np.ndarray) and out.dtype == np.uint8 and out.shape == (h, w, 3)):
+            raise RuntimeError(f"engine returned {getattr(out, 'dtype', type(out))} "
+                               f"{getattr(out, 'shape', '')} instead of {w}x{h} RGB")
+        self.steps += self.steps_per_frame
+        self._times.append((time.perf_counter(), self.steps))
+        if s.zoom or s.noise:
+            self._feedback = out
+        self._number += 1
+        dream = Dream(out, self._number, frame, eng.last_ms, self._rate(), (w, h), eng.info)
+        self.dreams.put(dream)
+        if eng.last_ms > 0:
+            new_size = self.adaptive.update(1000.0 * self.steps_per_frame / eng.last_ms)
+            if new_size is not None:
+                log.info("adaptive quality: working size %dx%d -> %dx%d (%.1f ms/step, target %.1f steps/s)",
+                         w, h, *new_size, eng.last_ms, self.adaptive.target)
+                eng.configure(size=new_size)
+        return dream
+
+    # -- the thread ---------------------------------------------------------------------
+    def run(self) -> None:
+        seq = 0
+        pause = FAULT_BACKOFF[0]
+        last_error = ""
+        while not self._stop_event.is_set():
+            s = self.settings.dream_settings()
+            seq, frame = self._next_frame(seq, s)
+            if frame is None:
+                continue
+            try:
+                self.step_once(frame)
+                pause = FAULT_BACKOFF[0]
+            except Exception as exc:
+                self.faults += 1
+                text = f"{type(exc).__name__}: {exc}"
+                if text != last_error:
+                    log.exception("dream step failed (%s); showing the live picture and restarting the engine", text)
+                    last_error = text
+                self._number += 1
+                self.dreams.put(Dream(None, self._number, frame, 0.0, 0.0, self.adaptive.size, {}))
+                self._stop_event.wait(pause)
+                pause = min(pause * 2, FAULT_BACKOFF[1])
+                self._restart()
+
+    def _restart(self) -> None:
+        """Throw the engine away and build a fresh one (its hooks closed first)."""
+        old, self.engine = self.engine, None
+        self._applied = None
+        self._feedback = None
+        if old is not None:
+            try:
+                old.close()
+            except Exception:
+                log.debug("closing the failed engine failed too", exc_info=True)
+        self.restarts += 1
