@@ -122,6 +122,14 @@ class State:
             self.preset_time = time.monotonic()
         self.say(f"preset {index + 1}: {p.name}")
 
+    def advance_if_due(self, seconds: float, now: float | None = None) -> bool:
+        """Kiosk playlist: the next preset once the current one has shown `seconds`."""
+        now = time.monotonic() if now is None else now
+        if self.presets and now - self.preset_time >= seconds:
+            self.next_preset()
+            return True
+        return False
+
     def next_preset(self) -> None:
         if self.presets:
             self.select_preset((self.preset + 1) % len(self.presets))
@@ -325,8 +333,8 @@ class App:
                 mono = time.monotonic()
                 if mono >= hud_due:
                     hud, hud_due = self.hud_lines(dream), mono + HUD_PERIOD
-                if state.kiosk and state.presets and mono - state.preset_time >= cfg.kiosk.preset_seconds:
-                    state.next_preset()
+                if state.kiosk:
+                    state.advance_if_due(cfg.kiosk.preset_seconds, mono)
                 if deadline is not None and mono >= deadline:
                     state.quit()
                 clock.tick(cfg.render.fps)
@@ -373,7 +381,9 @@ class App:
         handlers = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
         written, seq = 0, 0
         last_progress = time.monotonic()
-        log.info("recording %d frames of %dx%d to %s (source: %s)", frames, *size, record, self.plan.description)
+        self.dreamer.adaptive.enabled = False  # not real time: every frame waits for its dream anyway
+        log.info("recording %d frames of %dx%d to %s (source: %s%s)", frames, *size, record,
+                 self.plan.description, ", clouds while it is absent" if self.plan.is_camera else "")
         self.start()
         self.stats = Stats()
         try:

@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
-CLOUDS_MAX_WIDTH = 640     # clouds are soft: render them small, the screen scales them up
+CLOUDS_MAX_WIDTH = 320     # clouds are soft: render them small, the screen scales them up
+CLOUDS_MAX_FPS = 15.0      # they drift slowly; more frames would only take CPU from the dream
 MAX_BACKOFF_SECONDS = 30.0
 BAD_FRAMES_LIMIT = 10      # consecutive bad reads before a source counts as lost
 
@@ -196,7 +197,7 @@ class CloudsSource:
         scale = min(1.0, CLOUDS_MAX_WIDTH / width)
         self.size = (max(32, round(width * scale)), max(32, round(height * scale)))
         self.name = "clouds"
-        self.period = 1.0 / fps
+        self.period = 1.0 / min(fps, CLOUDS_MAX_FPS)
         self.seed = seed
         self._t0 = time.perf_counter()
 

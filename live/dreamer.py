@@ -74,13 +74,15 @@ class AdaptiveSize:
     again when the larger size would still meet the target with headroom."""
 
     def __init__(self, size: tuple[int, int], target: float, enabled: bool = True,
-                 settle_seconds: float = 3.0, headroom: float = 1.25, window: int = 6):
+                 settle_seconds: float = 3.0, headroom: float = 1.25, window: int = 6, warmup: int = 2):
         self.ladder = adaptive_ladder(size)
         self.target = target
         self.enabled = enabled
-        self.settle = settle_seconds
-        self.headroom = headroom
+        self.settle = settle_seconds      # wait this long after a change before stepping down again
+        self.headroom = headroom          # stepping up needs the larger size to beat target * headroom
+        self.warmup = warmup              # the first steps at a new size are slow (kernel set-up)
         self.level = 0
+        self._skip = 0
         self._rates: deque[float] = deque(maxlen=window)
         self._changed: float | None = None     # when the size last changed (or rates began)
 
@@ -93,6 +95,9 @@ class AdaptiveSize:
         if not self.enabled:
             return None
         now = time.monotonic() if now is None else now
+        if self._skip > 0:
+            self._skip -= 1
+            return None
         self._rates.append(steps_per_second)
         if self._changed is None:
             self._changed = now
@@ -102,7 +107,7 @@ class AdaptiveSize:
         new = self.level
         if rate < self.target and self.level < len(self.ladder) - 1:
             new = self.level + 1
-        elif self.level > 0:
+        elif self.level > 0 and now - self._changed >= 3 * self.settle:  # up slowly: no see-saw
             (w0, h0), (w1, h1) = self.ladder[self.level], self.ladder[self.level - 1]
             if rate * (w0 * h0) / (w1 * h1) >= self.target * self.headroom:
                 new = self.level - 1
@@ -111,6 +116,7 @@ class AdaptiveSize:
         self.level = new
         self._rates.clear()
         self._changed = now
+        self._skip = self.warmup
         return self.size
 
 

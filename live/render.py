@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import cv2
 import numpy as np
 import pygame
 
@@ -62,37 +63,39 @@ def placement(src: tuple[int, int], dst: tuple[int, int], mode: str) -> tuple[tu
 
 class Layer:
     """One picture stream (live or dream), scaled once per new picture into a surface in
-    the target's format. Buffers are reused while sizes stay the same."""
+    the target's format. OpenCV does the crop, resize and mirror into reused buffers
+    (faster than pygame's smoothscale); one blit converts to the screen's format."""
 
     def __init__(self) -> None:
         self.surface: pygame.Surface | None = None
-        self._scaled: pygame.Surface | None = None
+        self._buf: np.ndarray | None = None
         self._flip: np.ndarray | None = None
 
     def update(self, img: np.ndarray, crop: tuple[float, float, float, float], rect: pygame.Rect,
                template: pygame.Surface, mirror: bool) -> None:
         h, w = img.shape[:2]
-        if mirror:
-            if self._flip is None or self._flip.shape != img.shape:
-                self._flip = np.empty_like(img)
-            np.copyto(self._flip, img[:, ::-1])
-            img = self._flip
-        elif not img.flags.c_contiguous:
-            img = np.ascontiguousarray(img)
-        src = pygame.image.frombuffer(img, (w, h), "RGB")  # no copy: a header over the array
         x0, y0, x1, y1 = crop
-        box = pygame.Rect(round(x0 * w), round(y0 * h), max(1, round((x1 - x0) * w)), max(1, round((y1 - y0) * h)))
-        box = box.clip(src.get_rect())
-        part = src.subsurface(box)
-        if self.surface is None or self.surface.get_size() != rect.size:
-            self.surface = pygame.Surface(rect.size, 0, template)
-        if box.size == rect.size:
-            self.surface.blit(part, (0, 0))
-            return
-        if self._scaled is None or self._scaled.get_size() != rect.size or self._scaled.get_bitsize() != 24:
-            self._scaled = pygame.Surface(rect.size, 0, src)
-        pygame.transform.smoothscale(part, rect.size, self._scaled)
-        self.surface.blit(self._scaled, (0, 0))  # the one format conversion per picture
+        px0, py0 = min(w - 1, round(x0 * w)), min(h - 1, round(y0 * h))
+        px1, py1 = max(px0 + 1, round(x1 * w)), max(py0 + 1, round(y1 * h))
+        part = img[py0:py1, px0:px1]
+        size = rect.size
+        if self.surface is None or self.surface.get_size() != size:
+            self.surface = pygame.Surface(size, 0, template)
+        shape = (size[1], size[0], 3)
+        if self._buf is None or self._buf.shape != shape:
+            self._buf = np.empty(shape, np.uint8)
+            self._flip = np.empty(shape, np.uint8)
+        if part.shape == shape:
+            np.copyto(self._buf, part)
+        else:
+            interp = cv2.INTER_AREA if part.shape[1] > size[0] else cv2.INTER_LINEAR
+            cv2.resize(part, size, dst=self._buf, interpolation=interp)
+        out = self._buf
+        if mirror:
+            cv2.flip(self._buf, 1, dst=self._flip)
+            out = self._flip
+        # a surface header over the buffer (no copy); the blit is the one format conversion
+        self.surface.blit(pygame.image.frombuffer(out, size, "RGB"), (0, 0))
 
 
 class Compositor:

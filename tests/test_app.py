@@ -123,6 +123,11 @@ def test_presets_from_the_config(tmp_path, backbone):
     assert state.objective == state.presets[1].objective and state.message.endswith(names[1])
     state.select_preset(42)
     assert state.preset == 1                                 # no such preset: nothing changes
+    kiosk = State.from_config(cfg("kiosk.enabled=true"))
+    t = kiosk.preset_time
+    assert not kiosk.advance_if_due(90.0, now=t + 89.0)
+    assert kiosk.advance_if_due(90.0, now=t + 90.0) and kiosk.preset == 0
+    assert not kiosk.advance_if_due(90.0, now=kiosk.preset_time + 1.0)   # the timer starts again
     check_presets(cfg(), backbone)                           # the shipped presets are valid
     bad = tmp_path / "bad.toml"
     bad.write_text('[[presets]]\nname = "x"\nlayer = "blocks.3"\nobjective = "class:no such thing"\n')
@@ -215,13 +220,13 @@ def test_adaptive_size_steps_down_and_back_up():
     ad = AdaptiveSize((320, 240), target=8.0, settle_seconds=1.0, window=3)
     t = 100.0
     sizes = []
-    for rate in [4.0] * 12:                                  # far too slow: down step by step
+    for rate in [4.0] * 40:                                  # far too slow: down step by step
         t += 0.5
         new = ad.update(rate, now=t)
         if new:
             sizes.append(new)
     assert sizes == [(256, 192), (224, 168), (160, 120)]
-    for rate in [30.0] * 12:                                 # lots of headroom: back up
+    for rate in [30.0] * 40:                                 # lots of headroom: back up
         t += 0.5
         new = ad.update(rate, now=t)
         if new:
