@@ -1,0 +1,95 @@
+"""The exported ONNX dream step against the PyTorch step, and the export CLI.
+Numbers only: no timing assertions (the machine is shared)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import natural_image
+from live import onnx_backend as ob
+from tools import export as export_tool
+from tools.cli import run
+
+from onnx_fixtures import LAYER, SIZE, exported, onnx_cache  # noqa: F401 (fixtures)
+
+
+def test_decomposition_is_exact_and_leaves_no_backward_ops(backbone):
+    step = ob.dream_step(backbone, "blocks.5")
+    try:
+        gm = ob.trace_step(step, SIZE, backbone.device)
+        targets = {str(n.target) for n in gm.graph.nodes if n.op == "call_function"}
+        assert not any("backward" in t for t in targets), targets
+        x = torch.from_numpy(natural_image(*SIZE)).permute(2, 0, 1)[None].float() / 255
+        with torch.no_grad():
+            diff = (gm(x, torch.tensor(0.05)) - step(x, 0.05)).abs().max().item()
+        assert diff < 1e-5  # same arithmetic as autograd, up to float rounding
+    finally:
+        step.tap.close()
+
+
+def test_export_matches_pytorch_on_photo_and_noise(exported):
+    result, _ = exported
+    assert result.path.is_file()
+    assert set(result.report) == {"photo", "noise"}
+    for name, (mx, mean) in result.report.items():
+        assert mx <= ob.TOLERANCE_MAX and mean <= ob.TOLERANCE_MEAN, (name, mx, mean)
+
+
+def test_onnx_step_follows_torch_on_another_picture_and_step_size(backbone, exported):
+    result, step = exported
+    ort_step = ob.OrtStep(result.path, backbone.device)
+    x = torch.from_numpy(natural_image(*SIZE, seed=3)).permute(2, 0, 1)[None].float() / 255
+    x = x.contiguous(memory_format=torch.channels_last)  # as the engine hands it over
+    with torch.no_grad():
+        for s in (0.012, 0.03):  # step_size is a graph input: no re-export
+            ours, ref = ort_step(x, s), step(x, s)
+            assert ours.shape == ref.shape and ours.device == x.device
+            d = (ours - ref).abs()
+            assert d.max().item() <= 0.5 * s and d.mean().item() <= 0.002 * s
+            moved = (ours - x).abs().mean().item()
+            assert 0.3 * s < moved < 1.5 * s  # it really stepped, by about step_size
+    assert float(ort_step(x, 0.0).sub(x).abs().max()) < 1e-6
+
+
+def test_cache_key_covers_what_shapes_the_graph(backbone):
+    base = ob.cache_path(backbone, LAYER, "amplify", SIZE, "mean")
+    assert base.parent == ob.EXPORT_DIR and base.suffix == ".onnx"
+    others = [ob.cache_path(backbone, "blocks.9", "amplify", SIZE, "mean"),
+              ob.cache_path(backbone, LAYER, "channel:3", SIZE, "mean"),
+              ob.cache_path(backbone, LAYER, "amplify", (SIZE[0], SIZE[1] + 8), "mean"),
+              ob.cache_path(backbone, LAYER, "amplify", SIZE, "laplacian")]
+    assert len({base, *others}) == 5
+    assert ob.cache_path(backbone, LAYER, "amplify", SIZE, "mean") == base
+
+
+def test_cli_validates_prints_differences_and_writes(onnx_cache, tmp_path, capsys):
+    out = tmp_path / "step.onnx"
+    assert export_tool.main(["--layer", LAYER, "--size", "160x120", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "photo" in text and "noise" in text and "max diff" in text
+    assert out.is_file() and out.stat().st_size > 1_000_000
+
+
+def test_cli_refuses_to_write_beyond_tolerance(onnx_cache, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(ob, "TOLERANCE_MEAN", 0.0)  # nothing real is that exact
+    out = tmp_path / "refused.onnx"
+    assert export_tool.main(["--layer", LAYER, "--size", "160x120", "--out", str(out)]) == 1
+    assert "refused" in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--model", "nope"], "unknown"),
+    (["--layer", "blocks.99"], "does not exist"),
+    (["--size", "320by240"], "WIDTHxHEIGHT"),
+    (["--size", "8x8"], "out of range"),
+    (["--objective", "foo:bar"], "not understood"),
+])
+def test_cli_bad_input_is_one_line_and_exit_2(args, words, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        run(lambda: export_tool.main(args + ["--out", str(tmp_path / "x.onnx")]))
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert words in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "x.onnx").exists()
