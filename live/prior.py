@@ -60,3 +60,33 @@ def normalize_grad(g: torch.Tensor, how: str = "mean") -> torch.Tensor:
     if how == "laplacian":
         return normalize_laplacian(g)
     return normalize_mean(g)
+
+
+def smooth_grad(g: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian blur of the gradient (sigma in pixels): removes the pixel-scale colour
+    fringes the strided first convolutions put into it, so flat areas stay calm."""
+    if sigma <= 0:
+        return g
+    r = max(1, int(round(2.5 * sigma)))
+    t = torch.arange(-r, r + 1, device=g.device, dtype=g.dtype)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    k = k / k.sum()
+    c = g.shape[1]
+    g = F.conv2d(F.pad(g, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
+    return F.conv2d(F.pad(g, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
+
+
+# Square root of ImageNet's colour covariance (lucid's color_correlation_svd_sqrt).
+_COLOR_SQRT = torch.tensor([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]])
+
+
+def decorrelate_colors(g: torch.Tensor, strength: float = 1.0) -> torch.Tensor:
+    """Precondition the gradient with natural images' colour correlation (the update of
+    lucid's decorrelated colour parameterisation, applied to pixels): steps follow
+    luminance and natural hues instead of saturated rainbow noise. 0 = off."""
+    if strength <= 0:
+        return g
+    c = _COLOR_SQRT.to(g.device, g.dtype)
+    evals, evecs = torch.linalg.eigh(c @ c.t())
+    m = evecs @ torch.diag((evals.clamp_min(1e-8) / evals.max()) ** (0.5 * strength)) @ evecs.t()
+    return torch.einsum("ij,njhw->nihw", m, g)

@@ -1,0 +1,311 @@
+"""Offline gallery renderer: full-quality DeepDream stills, class dreams, guided dreams,
+layer contact sheets and endless-zoom videos.
+
+    python -m tools.dream IN OUT [options]
+
+IN is a picture, `noise` or `clouds` (size from --size); OUT is a picture (.png/.jpg),
+or an .mp4 with --zoom-frames N. Ctrl+C keeps what is finished. Exit codes: 0 ok,
+2 bad arguments or files (one line on stderr), 1 unexpected failure, 130 interrupted."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+import models
+from live.clouds import clouds
+from live.objectives import ObjectiveError
+from models import ModelError
+from . import targets
+from .render import DreamSettings, Interrupted, Renderer, noise, zoom
+from .sheet import contact_sheet, spread
+
+log = logging.getLogger("tools.dream")
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG"}
+DEFAULT_SIZE = (640, 480)  # for noise and clouds without --size
+JPEG_QUALITY = 92
+
+# Defaults per kind of render; any option given on the command line wins.
+STILL = DreamSettings()
+# Class dreams from noise need the whole prior: random rescales, Laplacian normalisation,
+# more octaves and steps, so the picture keeps saying "banana" when cropped or resized.
+CLASS = DreamSettings(octaves=4, octave_scale=1.5, iterations=40, step_size=0.015, jitter=16,
+                      scale_jitter=0.15, grad_norm="laplacian", smooth=1.0, decorrelate=1.0)
+# Zoom frames after the first: the picture already dreams, a few steps keep it growing.
+FRAME = DreamSettings(octaves=2, iterations=5)
+
+
+class UsageError(ValueError):
+    """Bad arguments or files: one line on stderr, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not argparse's usage dump
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m tools.dream", description=__doc__.split("\n\n")[0],
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("input", metavar="IN", help="picture path, 'noise' or 'clouds'")
+    p.add_argument("output", metavar="OUT", help="picture (.png/.jpg) or video (.mp4, with --zoom-frames)")
+    p.add_argument("--size", metavar="WxH", help="working size: resizes IN, or the size of noise/clouds "
+                   f"(default {DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]})")
+    g = p.add_argument_group("what to dream")
+    g.add_argument("--layer", action="append", default=[], metavar="LAYER[:WEIGHT]",
+                   help="layer to amplify, repeatable with weights: --layer blocks.8:0.5 --layer blocks.12")
+    g.add_argument("--channel", action="append", default=[], metavar="LAYER:N", help="one feature map (repeatable)")
+    g.add_argument("--class", dest="class_name", metavar="NAME|INDEX", help="an ImageNet class, e.g. banana")
+    g.add_argument("--guide", metavar="IMAGE", help="dream toward the features of this picture")
+    g.add_argument("--model", default=models.DEFAULT_MODEL, help="network (default %(default)s)")
+    g.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    g = p.add_argument_group("the prior (defaults depend on the kind of render)")
+    g.add_argument("--octaves", type=int, help=f"image pyramid levels (still {STILL.octaves}, class {CLASS.octaves})")
+    g.add_argument("--octave-scale", type=float, help=f"size ratio between octaves ({STILL.octave_scale})")
+    g.add_argument("--iterations", type=int, help=f"steps per octave (still {STILL.iterations}, class {CLASS.iterations})")
+    g.add_argument("--step-size", type=float, help=f"change per step in 0..1 units (still {STILL.step_size})")
+    g.add_argument("--jitter", type=int, help=f"random shift in pixels per step (still {STILL.jitter})")
+    g.add_argument("--scale-jitter", type=float, help=f"random rescale 1 +- this per step (class {CLASS.scale_jitter})")
+    g.add_argument("--grad-norm", choices=("mean", "laplacian"), help="gradient normalisation (still mean, class laplacian)")
+    g.add_argument("--smooth", type=float, help=f"blur of the gradient, sigma in pixels (still {STILL.smooth}, class {CLASS.smooth})")
+    g.add_argument("--decorrelate", type=float, help=f"natural-colour preconditioning 0..2 (still {STILL.decorrelate}, class {CLASS.decorrelate})")
+    g.add_argument("--tile", type=int, default=STILL.tile, help="gradient tile side in pixels (%(default)s): memory bound")
+    g.add_argument("--keep-colors", action="store_true", help="restore the original colour statistics")
+    g.add_argument("--seed", type=int, default=0)
+    g = p.add_argument_group("contact sheet and zoom video")
+    g.add_argument("--sheet", action="store_true", help="a labelled sheet of IN dreamed at each --layer "
+                   "(default: 8 layers from shallow to deep)")
+    g.add_argument("--zoom-frames", type=int, metavar="N", help="endless zoom: N frames, OUT must be .mp4")
+    g.add_argument("--zoom", type=float, default=1.04, help="zoom per frame (%(default)s)")
+    g.add_argument("--rotate", type=float, default=0.0, help="rotation per frame in degrees (%(default)s)")
+    g.add_argument("--fps", type=float, default=24.0, help="video frame rate (%(default)s)")
+    g.add_argument("--frame-octaves", type=int, default=FRAME.octaves, help="octaves per zoom frame after the first (%(default)s)")
+    g.add_argument("--frame-iterations", type=int, default=FRAME.iterations, help="steps per octave per zoom frame after the first (%(default)s)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--verbose", action="store_true", help="log details (and tracebacks)")
+    return p
+
+
+# -- inputs and outputs ---------------------------------------------------------------
+def parse_size(text: str) -> tuple[int, int]:
+    m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    if not m:
+        raise UsageError(f"--size '{text}' must be WIDTHxHEIGHT, e.g. 640x480")
+    w, h = int(m[1]), int(m[2])
+    if not (32 <= w <= 16384 and 32 <= h <= 16384):
+        raise UsageError(f"--size {w}x{h} is out of range (each side 32..16384)")
+    return w, h
+
+
+def read_image(path: str, what: str) -> np.ndarray:
+    if not Path(path).is_file():
+        raise UsageError(f"{what} '{path}' does not exist")
+    img = cv2.imread(path, cv2.IMREAD_COLOR)
+    if img is None:
+        raise UsageError(f"{what} '{path}' is not a picture OpenCV can read")
+    return np.ascontiguousarray(img[..., ::-1])
+
+
+def load_input(spec: str, size: tuple[int, int] | None, seed: int) -> np.ndarray:
+    """The start picture (uint8 RGB)."""
+    if spec in ("noise", "clouds"):
+        w, h = size or DEFAULT_SIZE
+        return noise(w, h, seed) if spec == "noise" else clouds(w, h, t=0.0, seed=seed)
+    img = read_image(spec, "input")
+    if size and (img.shape[1], img.shape[0]) != size:
+        img = cv2.resize(img, size, interpolation=cv2.INTER_AREA if size[0] < img.shape[1] else cv2.INTER_CUBIC)
+    return img
+
+
+def check_output(path: str, video: bool) -> None:
+    """Fail before a long render, not after it."""
+    out = Path(path)
+    ext = out.suffix.lower()
+    if video and ext not in VIDEO_CODECS:
+        raise UsageError(f"--zoom-frames writes a video: OUT '{path}' must end in {' or '.join(VIDEO_CODECS)}")
+    if not video and ext in VIDEO_CODECS:
+        raise UsageError(f"OUT '{path}' is a video: add --zoom-frames N for an endless-zoom video")
+    if not video and (ext not in IMAGE_EXTS or not cv2.haveImageWriter(str(out))):
+        raise UsageError(f"OUT '{path}' must be a picture ({', '.join(IMAGE_EXTS)})")
+    if out.is_dir():
+        raise UsageError(f"OUT '{path}' is a directory")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise UsageError(f"cannot write OUT '{path}': folder '{parent}' does not exist")
+    if not os.access(parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise UsageError(f"cannot write OUT '{path}': permission denied")
+
+
+def write_image(path: str, img: np.ndarray) -> None:
+    params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY] if Path(path).suffix.lower() in (".jpg", ".jpeg") else []
+    if not cv2.imwrite(path, np.ascontiguousarray(img[..., ::-1]), params):
+        raise UsageError(f"cannot write OUT '{path}'")
+
+
+# -- settings -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Job:
+    """Everything a render needs, resolved from the arguments."""
+
+    start: np.ndarray
+    target: targets.Target
+    settings: DreamSettings
+    frame_settings: DreamSettings
+
+
+def settings_from(args: argparse.Namespace) -> tuple[DreamSettings, DreamSettings]:
+    base = CLASS if args.class_name is not None else STILL
+    given = {k: v for k, v in {
+        "octaves": args.octaves, "octave_scale": args.octave_scale, "iterations": args.iterations,
+        "step_size": args.step_size, "jitter": args.jitter, "scale_jitter": args.scale_jitter,
+        "grad_norm": args.grad_norm, "smooth": args.smooth, "decorrelate": args.decorrelate}.items() if v is not None}
+    try:
+        s = base.with_(tile=args.tile, keep_colors=args.keep_colors, seed=args.seed, **given)
+        frame = s.with_(octaves=args.frame_octaves, iterations=args.frame_iterations)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return s, frame
+
+
+def job_from(args: argparse.Namespace) -> Job:
+    size = parse_size(args.size) if args.size else None
+    video = args.zoom_frames is not None
+    if video and args.zoom_frames < 1:
+        raise UsageError("--zoom-frames must be at least 1")
+    if video and args.sheet:
+        raise UsageError("--sheet makes a picture; it cannot be combined with --zoom-frames")
+    if args.sheet and args.class_name is not None:
+        raise UsageError("--sheet compares layers; it cannot be combined with --class")
+    if not 0.5 <= args.zoom <= 2.0:
+        raise UsageError(f"--zoom {args.zoom} is out of range (0.5..2; 1.04 is a gentle zoom)")
+    if args.fps <= 0:
+        raise UsageError("--fps must be positive")
+    check_output(args.output, video)
+    settings, frame = settings_from(args)
+    start = load_input(args.input, size, args.seed)
+    target = targets.Target(
+        layers=tuple(targets.parse_layer(s) for s in args.layer),
+        channels=tuple(targets.parse_channel(s) for s in args.channel),
+        class_name=args.class_name,
+        guide=read_image(args.guide, "--guide picture") if args.guide else None)
+    return Job(start, target, settings, frame)
+
+
+# -- the three kinds of render ----------------------------------------------------------
+def _bar(total: int, unit: str, quiet: bool, desc: str = "") -> tqdm:
+    return tqdm(total=total, unit=unit, desc=desc, disable=quiet, dynamic_ncols=True, leave=True)
+
+
+def render_still(backbone: models.Backbone, job: Job, out: str, quiet: bool) -> None:
+    with Renderer(backbone, targets.build(backbone, job.target), job.settings) as r:
+        h, w = job.start.shape[:2]
+        log.info("objective: %s", r.objective.description)
+        with _bar(r.steps_for(h, w), "step", quiet, "dream") as bar:
+            try:
+                img = r.dream(job.start, on_step=bar.update)
+            except Interrupted as stop:
+                write_image(out, stop.image)
+                raise
+    write_image(out, img)
+
+
+def sheet_layers(backbone: models.Backbone, target: targets.Target) -> tuple[str, ...]:
+    if len(target.layers) > 1:
+        return tuple(n for n, _ in target.layers)
+    return spread(backbone.layers)
+
+
+def render_sheet(backbone: models.Backbone, job: Job, out: str, quiet: bool) -> None:
+    layers = sheet_layers(backbone, job.target)
+    for name in layers:
+        backbone.check_layer(name)
+    h, w = job.start.shape[:2]
+    cells: list[tuple[str, np.ndarray]] = [("original", job.start)]
+    per_layer = len(layers)
+    try:
+        with _bar(0, "step", quiet, "sheet") as bar:
+            for name in layers:
+                tgt = targets.Target(layers=((name, 1.0),), channels=job.target.channels, guide=job.target.guide)
+                with Renderer(backbone, targets.build(backbone, tgt), job.settings) as r:
+                    if bar.total == 0:
+                        bar.total = r.steps_for(h, w) * per_layer
+                        bar.refresh()
+                    bar.set_postfix_str(name)
+                    cells.append((name, r.dream(job.start, on_step=bar.update)))
+    except KeyboardInterrupt:
+        write_image(out, contact_sheet(cells))
+        raise
+    write_image(out, contact_sheet(cells))
+
+
+def render_zoom(backbone: models.Backbone, job: Job, out: str, frames: int, factor: float,
+                angle: float, fps: float, quiet: bool) -> None:
+    h, w = job.start.shape[:2]
+    ext = Path(out).suffix.lower()
+    writer = cv2.VideoWriter(out, cv2.VideoWriter_fourcc(*VIDEO_CODECS[ext]), fps, (w, h))
+    if not writer.isOpened():
+        raise UsageError(f"cannot write video '{out}' (OpenCV has no writer for it here)")
+    frame = job.start
+    try:
+        with Renderer(backbone, targets.build(backbone, job.target), job.settings) as r, \
+                _bar(frames, "frame", quiet, "zoom") as bar:
+            for i in range(frames):
+                frame = r.dream(frame, job.settings if i == 0 else job.frame_settings)
+                writer.write(np.ascontiguousarray(frame[..., ::-1]))
+                bar.update()
+                frame = zoom(frame, factor, angle)
+    finally:
+        writer.release()  # a partial video is still a valid file
+
+
+@lru_cache(maxsize=2)
+def load_model(name: str, device: str) -> models.Backbone:
+    """Cached: a process that renders several times (tests, scripts) loads the net once."""
+    return models.load(name, device)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    t0 = time.perf_counter()
+    try:
+        job = job_from(args)
+        backbone = load_model(args.model, args.device)
+        if args.zoom_frames is not None:
+            render_zoom(backbone, job, args.output, args.zoom_frames, args.zoom, args.rotate, args.fps, args.quiet)
+        elif args.sheet:
+            render_sheet(backbone, job, args.output, args.quiet)
+        else:
+            render_still(backbone, job, args.output, args.quiet)
+    except (UsageError, ModelError, ObjectiveError) as exc:
+        print(f"dream: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"dream: interrupted; what was finished is in {args.output}", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the one place that turns crashes into exit 1
+        if args.verbose:
+            log.exception("unexpected failure")
+        print(f"dream: unexpected failure: {exc!r} (run with --verbose for details)", file=sys.stderr)
+        return 1
+    if not args.quiet:
+        print(f"wrote {args.output} in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
