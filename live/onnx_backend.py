@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import os
 import re
 import tempfile
@@ -24,6 +23,7 @@ import time
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
@@ -250,12 +250,27 @@ def weights_fingerprint(backbone: Backbone) -> str:
     return _FINGERPRINTS[key]
 
 
+@lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """Hash of the code the graph is traced from (the step, the prior, the objectives,
+    this module), so an edit there never runs a stale cached export."""
+    import inspect
+    from . import engine, objectives, prior
+    h = hashlib.blake2b(digest_size=8)
+    for src in (inspect.getsource(engine.DreamStep), inspect.getsource(engine.LayerTap),
+                inspect.getsource(prior), inspect.getsource(objectives), inspect.getsource(_conv_input_grad),
+                inspect.getsource(_mask_from_outputs), inspect.getsource(_fold_crops)):
+        h.update(src.encode())
+    return h.hexdigest()
+
+
 def cache_path(backbone: Backbone, layer: str, objective: str, size: tuple[int, int],
                grad_norm: str) -> Path:
     """models/exported/<readable key>-<hash of everything that shapes the graph>.onnx"""
     w, h = size
     parts = (backbone.name, layer, objective, f"{w}x{h}", grad_norm, f"opset{OPSET}",
-             f"torch{torch.__version__}", f"v{EXPORT_VERSION}", weights_fingerprint(backbone))
+             f"torch{torch.__version__}", f"v{EXPORT_VERSION}", weights_fingerprint(backbone),
+             code_fingerprint())
     digest = hashlib.blake2b("|".join(parts).encode(), digest_size=6).hexdigest()
     slug = re.sub(r"[^A-Za-z0-9.]+", "_", f"{backbone.name}-{layer}-{objective}-{w}x{h}-{grad_norm}")
     return EXPORT_DIR / f"{slug[:100]}-{digest}.onnx"
@@ -355,6 +370,9 @@ class OrtStep:
         self.providers = self.session.get_providers()
         self.on_cuda = self.providers[0] == "CUDAExecutionProvider"
         self.device = device if self.on_cuda else torch.device("cpu")
+        if device.type == "cuda" and not self.on_cuda:
+            log.warning("onnxruntime has no usable CUDA provider here; the ONNX step runs on the CPU "
+                        "(backend torch keeps the picture on the GPU)")
         self.report = report or {}
         self._step_size = torch.zeros((), dtype=torch.float32, device=self.device)
         self._step_value: float | None = None

@@ -2,7 +2,6 @@
 Numbers only: no timing assertions (the machine is shared)."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 

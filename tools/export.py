@@ -25,7 +25,6 @@ from live import onnx_backend as ob
 from live.prior import GRAD_NORMS
 from tools.cli import fail, run
 
-log = logging.getLogger("tools.export")
 
 
 class _Parser(argparse.ArgumentParser):
