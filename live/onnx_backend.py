@@ -48,11 +48,32 @@ OUTPUT = "dreamed"
 # on noise, differences in picture units (0..1). The normalised gradient has mean |g| = 1,
 # so the mean update is VALIDATION_STEP; single pixels move up to ~25x that. ONNX Runtime
 # sums in another order, so a ReLU6 unit sitting right at 0 or 6 can switch and move a
-# few pixels noticeably (seen: 1.6e-2 on ~30 of 76800 pixels), while the mean stays ~1e-6.
-# A wrong graph moves the mean by ~VALIDATION_STEP.
+# small patch of pixels noticeably (seen: up to 5e-2 on ~0.01% of the values at 640x480)
+# while the mean stays ~1e-5. A wrong graph moves the mean by ~VALIDATION_STEP, a wrong
+# border (one pixel all round) moves over 0.5% of the values.
 VALIDATION_STEP = 0.05
-TOLERANCE_MAX = 0.5 * VALIDATION_STEP    # no pixel's update off by more than half a mean step
-TOLERANCE_MEAN = 0.002 * VALIDATION_STEP  # on average off by under 0.2% of the step
+TOLERANCE_MEAN = 0.002 * VALIDATION_STEP   # mean |difference| under 0.2% of the step
+TOLERANCE_SHARE = 1e-3                     # at most 0.1% of the values off by > 10% of the step
+TOLERANCE_MAX = 2.0 * VALIDATION_STEP      # and none by more than two mean steps
+FAR = 0.1 * VALIDATION_STEP
+
+
+@dataclass(frozen=True)
+class Diff:
+    """How far the ONNX step is from PyTorch's on one picture."""
+    max: float
+    mean: float
+    share: float  # of values off by more than FAR
+
+    def ok(self) -> bool:
+        return self.mean <= TOLERANCE_MEAN and self.share <= TOLERANCE_SHARE and self.max <= TOLERANCE_MAX
+
+    def __str__(self) -> str:
+        return f"max {self.max:.2e}, mean {self.mean:.2e}, {100 * self.share:.3f}% > {FAR:g}"
+
+
+TOLERANCE = (f"mean <= {TOLERANCE_MEAN:g}, at most {100 * TOLERANCE_SHARE:g}% of values > {FAR:g}, "
+             f"max <= {TOLERANCE_MAX:g}")
 
 
 class ExportError(RuntimeError):
@@ -305,26 +326,25 @@ def validation_inputs(size: tuple[int, int], device: torch.device) -> dict[str, 
 
 
 def compare(run: Callable, reference: Callable, size: tuple[int, int],
-            device: torch.device) -> dict[str, tuple[float, float]]:
-    """Max and mean |difference| between two steps, per validation picture."""
+            device: torch.device) -> dict[str, Diff]:
+    """|difference| between two steps, per validation picture."""
     out = {}
     with torch.no_grad():
         for name, x in validation_inputs(size, device).items():
             d = (run(x, VALIDATION_STEP).float() - reference(x, VALIDATION_STEP).float()).abs()
-            out[name] = (float(d.max()), float(d.mean()))
+            out[name] = Diff(float(d.max()), float(d.mean()), float((d > FAR).float().mean()))
     return out
 
 
-def check(report: dict[str, tuple[float, float]]) -> None:
+def check(report: dict[str, Diff]) -> None:
     """Refuse an export that differs from PyTorch beyond the stated tolerance."""
-    for name, (mx, mean) in report.items():
-        if not (mx <= TOLERANCE_MAX and mean <= TOLERANCE_MEAN):
-            raise ExportError(f"ONNX step differs from PyTorch on {name}: max {mx:.2e} (allowed "
-                              f"{TOLERANCE_MAX:.0e}), mean {mean:.2e} (allowed {TOLERANCE_MEAN:.0e})")
+    for name, diff in report.items():
+        if not diff.ok():
+            raise ExportError(f"ONNX step differs from PyTorch on {name}: {diff} (allowed: {TOLERANCE})")
 
 
-def describe(report: dict[str, tuple[float, float]]) -> str:
-    return "; ".join(f"{k}: max {mx:.2e} mean {mean:.2e}" for k, (mx, mean) in report.items())
+def describe(report: dict[str, Diff]) -> str:
+    return "; ".join(f"{k}: {d}" for k, d in report.items())
 
 
 # -- ONNX Runtime -----------------------------------------------------------------------
@@ -364,7 +384,7 @@ class OrtStep:
     IO binding hands ONNX Runtime torch's own buffers: no copies through numpy, and on
     CUDA the picture never leaves the GPU."""
 
-    def __init__(self, path: Path, device: torch.device, report: dict[str, tuple[float, float]] | None = None):
+    def __init__(self, path: Path, device: torch.device, report: dict[str, Diff] | None = None):
         self.path = Path(path)
         self.session = make_session(self.path, device)
         self.providers = self.session.get_providers()
@@ -412,7 +432,7 @@ def dream_step(backbone: Backbone, layer: str, objective: str = "amplify", grad_
 @dataclass
 class Exported:
     path: Path
-    report: dict[str, tuple[float, float]]
+    report: dict[str, Diff]
     seconds: float
 
 

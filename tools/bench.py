@@ -3,9 +3,10 @@ the live default) for each backend x precision x working size x layer, beside a 
 baseline measured in the same run: the usual notebook loop (full-network forward, a hook
 registered every step, fp32 eager, BatchNorm not fused).
 
-    python -m tools.bench [--quick] [--json OUT] [--out-dir docs/bench]
+    python -m tools.bench [--quick] [--json OUT] [--out-dir DIR]
 
-Writes bench.md (table), bench.json and bench.png into --out-dir. Timings are medians of
+Writes bench.md (table), bench.json and bench.png into --out-dir (docs/bench; out/bench
+with --quick). Timings are medians of
 interleaved rounds (every method runs once per round, so a burst of load elsewhere hits
 them all alike); the load average before and after is recorded because a shared machine
 makes the absolute numbers noisy. Ratios measured in one run are the robust figure."""
@@ -72,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true",
                    help="default layer at 160x120 and 320x240 only, fewer rounds (under two minutes)")
     p.add_argument("--json", metavar="OUT", help="where to write the JSON (default OUT-DIR/bench.json)")
-    p.add_argument("--out-dir", default="docs/bench", help="folder for bench.md, bench.json, bench.png")
+    p.add_argument("--out-dir", help="folder for bench.md, bench.json, bench.png (default docs/bench, "
+                                     "with --quick out/bench so a quick run never replaces the full table)")
     p.add_argument("--model", default=models.DEFAULT_MODEL)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--sizes", help="comma-separated WxH list (default 160x120,320x240,640x480)")
@@ -401,7 +403,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rounds = args.rounds or (4 if args.quick else 7)
     if rounds < 1 or args.steps < 1:
         fail("--rounds and --steps must be at least 1")
-    out_dir = Path(args.out_dir)
+    out_dir = Path(args.out_dir or ("out/bench" if args.quick else "docs/bench"))
     json_path = Path(args.json) if args.json else out_dir / "bench.json"
 
     backbone = models.load(args.model, args.device)
