@@ -28,7 +28,7 @@ from live.clouds import clouds
 from live.objectives import ObjectiveError
 from models import ModelError
 from . import targets
-from .render import DreamSettings, Interrupted, Renderer, noise, zoom
+from .render import DreamSettings, Interrupted, Renderer, noise, total_steps, zoom
 from .sheet import contact_sheet, spread
 
 log = logging.getLogger("tools.dream")
@@ -94,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--fps", type=float, default=24.0, help="video frame rate (%(default)s)")
     g.add_argument("--frame-octaves", type=int, default=FRAME.octaves, help="octaves per zoom frame after the first (%(default)s)")
     g.add_argument("--frame-iterations", type=int, default=FRAME.iterations, help="steps per octave per zoom frame after the first (%(default)s)")
+    p.add_argument("--quality", type=int, default=JPEG_QUALITY, help="JPEG quality 1..100 (%(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--verbose", action="store_true", help="log details (and tracebacks)")
     return p
@@ -149,8 +150,8 @@ def check_output(path: str, video: bool) -> None:
         raise UsageError(f"cannot write OUT '{path}': permission denied")
 
 
-def write_image(path: str, img: np.ndarray) -> None:
-    params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY] if Path(path).suffix.lower() in (".jpg", ".jpeg") else []
+def write_image(path: str, img: np.ndarray, quality: int = JPEG_QUALITY) -> None:
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if Path(path).suffix.lower() in (".jpg", ".jpeg") else []
     if not cv2.imwrite(path, np.ascontiguousarray(img[..., ::-1]), params):
         raise UsageError(f"cannot write OUT '{path}'")
 
@@ -164,6 +165,7 @@ class Job:
     target: targets.Target
     settings: DreamSettings
     frame_settings: DreamSettings
+    quality: int = JPEG_QUALITY
 
 
 def settings_from(args: argparse.Namespace) -> tuple[DreamSettings, DreamSettings]:
@@ -193,6 +195,8 @@ def job_from(args: argparse.Namespace) -> Job:
         raise UsageError(f"--zoom {args.zoom} is out of range (0.5..2; 1.04 is a gentle zoom)")
     if args.fps <= 0:
         raise UsageError("--fps must be positive")
+    if not 1 <= args.quality <= 100:
+        raise UsageError(f"--quality {args.quality} is out of range (1..100)")
     check_output(args.output, video)
     settings, frame = settings_from(args)
     start = load_input(args.input, size, args.seed)
@@ -201,7 +205,7 @@ def job_from(args: argparse.Namespace) -> Job:
         channels=tuple(targets.parse_channel(s) for s in args.channel),
         class_name=args.class_name,
         guide=read_image(args.guide, "--guide picture") if args.guide else None)
-    return Job(start, target, settings, frame)
+    return Job(start, target, settings, frame, args.quality)
 
 
 # -- the three kinds of render ----------------------------------------------------------
@@ -213,13 +217,25 @@ def render_still(backbone: models.Backbone, job: Job, out: str, quiet: bool) -> 
     with Renderer(backbone, targets.build(backbone, job.target), job.settings) as r:
         h, w = job.start.shape[:2]
         log.info("objective: %s", r.objective.description)
-        with _bar(r.steps_for(h, w), "step", quiet, "dream") as bar:
+        with _bar(total_steps(h, w, job.settings), "step", quiet, "dream") as bar:
             try:
                 img = r.dream(job.start, on_step=bar.update)
             except Interrupted as stop:
-                write_image(out, stop.image)
+                write_image(out, stop.image, job.quality)
                 raise
-    write_image(out, img)
+    write_image(out, img, job.quality)
+    if job.target.class_name is not None and not quiet:
+        print(class_check(backbone, img, job.target.class_name), file=sys.stderr)
+
+
+def class_check(backbone: models.Backbone, img: np.ndarray, class_name: str, crops: int = 16) -> str:
+    """Does the network still call the dream by its class when shown random crops and
+    rescales of it (not the exact pixels that were optimised)?"""
+    idx = backbone.class_index(class_name)
+    p = targets.crop_probabilities(backbone, img, n=crops, seed=1)
+    top = int((p.argmax(1) == idx).sum())
+    return (f"{backbone.classes[idx]}: mean probability {p[:, idx].mean():.2f} over {crops} random "
+            f"crops and rescales, top-1 in {top}/{crops}")
 
 
 def sheet_layers(backbone: models.Backbone, target: targets.Target) -> tuple[str, ...]:
@@ -234,21 +250,17 @@ def render_sheet(backbone: models.Backbone, job: Job, out: str, quiet: bool) -> 
         backbone.check_layer(name)
     h, w = job.start.shape[:2]
     cells: list[tuple[str, np.ndarray]] = [("original", job.start)]
-    per_layer = len(layers)
     try:
-        with _bar(0, "step", quiet, "sheet") as bar:
+        with _bar(total_steps(h, w, job.settings) * len(layers), "step", quiet, "sheet") as bar:
             for name in layers:
                 tgt = targets.Target(layers=((name, 1.0),), channels=job.target.channels, guide=job.target.guide)
                 with Renderer(backbone, targets.build(backbone, tgt), job.settings) as r:
-                    if bar.total == 0:
-                        bar.total = r.steps_for(h, w) * per_layer
-                        bar.refresh()
                     bar.set_postfix_str(name)
                     cells.append((name, r.dream(job.start, on_step=bar.update)))
     except KeyboardInterrupt:
-        write_image(out, contact_sheet(cells))
+        write_image(out, contact_sheet(cells), job.quality)
         raise
-    write_image(out, contact_sheet(cells))
+    write_image(out, contact_sheet(cells), job.quality)
 
 
 def render_zoom(backbone: models.Backbone, job: Job, out: str, frames: int, factor: float,

@@ -96,6 +96,11 @@ def octave_sizes(h: int, w: int, octaves: int, scale: float) -> list[tuple[int, 
     return sizes[::-1]
 
 
+def total_steps(h: int, w: int, s: DreamSettings) -> int:
+    """How many gradient steps a render of this size takes (for progress bars)."""
+    return len(octave_sizes(h, w, s.octaves, s.octave_scale)) * s.iterations
+
+
 def random_rescale(rng: random.Random, amount: float) -> Transform | None:
     """A transform the gradient flows back through: the picture must keep working for
     the network when seen a little larger or smaller (robust, not adversarial, features)."""
@@ -144,11 +149,6 @@ class Renderer:
         autocast = torch.float16 if backbone.device.type == "cuda" else None
         self.step = DreamStep(self.tap, objective, settings.grad_norm, autocast)
         self.rng = random.Random(settings.seed)
-
-    def steps_for(self, h: int, w: int, settings: DreamSettings | None = None) -> int:
-        """How many gradient steps a render of this size takes (for progress bars)."""
-        s = settings or self.settings
-        return len(octave_sizes(h, w, s.octaves, s.octave_scale)) * s.iterations
 
     def dream(self, img: np.ndarray, settings: DreamSettings | None = None,
               on_step: Callable[[], None] | None = None) -> np.ndarray:

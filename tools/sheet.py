@@ -29,7 +29,7 @@ def contact_sheet(cells: list[tuple[str, np.ndarray]], columns: int | None = Non
     # About square overall: rows * h ~ cols * w.
     cols = max(1, min(columns or math.ceil(math.sqrt(len(cells) * h / w)), len(cells)))
     rows = -(-len(cells) // cols)
-    scale = max(0.4, w / 640.0)
+    scale = max(0.55, w / 640.0)
     thick = max(1, round(scale * 1.5))
     label_h = int(28 * scale) + 2 * pad
     sheet = np.full((pad + rows * (h + label_h), pad + cols * (w + pad), 3), BACKGROUND, np.uint8)
