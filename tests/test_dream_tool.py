@@ -301,3 +301,20 @@ def test_ctrl_c_finalises_the_partial_video(tmp_path):
 
 def test_class_defaults_are_the_full_prior():
     assert CLASS.grad_norm == "laplacian" and CLASS.scale_jitter > 0 and CLASS.octaves > 1
+
+
+def test_prior_flags_reach_the_settings_and_bad_values_exit_2(tmp_path, capsys):
+    from tools.dream import build_parser, job_from
+    args = build_parser().parse_args([
+        "noise", str(tmp_path / "o.jpg"), "--size", "64x48", "--octaves", "3", "--octave-scale", "1.3",
+        "--iterations", "7", "--step-size", "0.02", "--jitter", "5", "--scale-jitter", "0.1",
+        "--grad-norm", "laplacian", "--smooth", "1.5", "--decorrelate", "0", "--tile", "128",
+        "--keep-colors", "--seed", "3", "--frame-iterations", "2", "--quality", "70"])
+    job = job_from(args)
+    assert job.settings == DreamSettings(octaves=3, octave_scale=1.3, iterations=7, step_size=0.02, jitter=5,
+                                         scale_jitter=0.1, grad_norm="laplacian", smooth=1.5, decorrelate=0.0,
+                                         tile=128, keep_colors=True, seed=3)
+    assert job.frame_settings.iterations == 2 and job.quality == 70 and job.start.shape == (48, 64, 3)
+    for bad in (["--octave-scale", "0.9"], ["--quality", "0"], ["--scale-jitter", "0.7"], ["--zoom", "5"]):
+        assert main(["noise", str(tmp_path / "o.jpg"), *bad, "--quiet"]) == 2
+        assert len(capsys.readouterr().err.strip().splitlines()) == 1
