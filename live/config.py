@@ -88,6 +88,22 @@ class OutputConfig:
 
 
 @dataclass(frozen=True)
+class WatchdogConfig:
+    enabled: bool = True                              # restart a capture or dream thread that stops beating
+    capture_seconds: float = bounded(10.0, 0.2, 86400)  # silence of the capture thread before a restart
+    dream_seconds: float = bounded(60.0, 0.2, 86400)    # of the dream thread (a new engine's first step is slow)
+    max_restarts: int = bounded(5, 1, 1000)           # more per thread within an hour: exit 1, the service restarts
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    file: str = "logs/dreamcam.log"                   # rotating log file, relative to the working dir; "" = none
+    level: str = choice("INFO", "DEBUG", "INFO", "WARNING", "ERROR")
+    max_mb: float = bounded(5.0, 0.01, 10000)         # size at which the file rotates
+    backups: int = bounded(5, 0, 1000)                # rotated files kept: dreamcam.log.1 ...
+
+
+@dataclass(frozen=True)
 class Preset:
     name: str = "preset"
     layer: str = "blocks.10"
@@ -103,6 +119,8 @@ class Config:
     render: RenderConfig = field(default_factory=RenderConfig)
     kiosk: KioskConfig = field(default_factory=KioskConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    watchdog: WatchdogConfig = field(default_factory=WatchdogConfig)
+    log: LogConfig = field(default_factory=LogConfig)
     presets: tuple[Preset, ...] = ()
 
 
