@@ -1,6 +1,7 @@
 """`python -m live`: the installation (fullscreen with config.toml), or a headless
 recording with --headless. Exit codes: 0 ok, 2 bad configuration or arguments (one clear
-line), 1 unexpected failure."""
+line, never a traceback), 1 unexpected or unrecoverable failure (the traceback is in the
+log; a service manager should restart the process)."""
 from __future__ import annotations
 
 import os
@@ -9,7 +10,9 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # keep the console to 
 
 import argparse
 import logging
+import math
 import sys
+import time
 from pathlib import Path
 
 from . import logs
@@ -19,35 +22,61 @@ log = logging.getLogger("live")
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 VIDEO_SUFFIXES = (".mp4", ".avi")
 HEADLESS_HINT = "python -m live --headless --frames 150 --record out/dreamcam.mp4"
+KIOSK_DISPLAY_WAIT = 60.0   # seconds a kiosk waits for the desktop at boot before giving up
+
+
+class UsageError(ValueError):
+    """A wrong flag or combination of flags."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a mistake is one line (not the usage dump) and exit code 2 through
+    main()'s return value, like every other bad input."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{message} (python -m live --help lists the flags)")
 
 
 def positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
 
 
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m live", description="Dreamcam: a live webcam DeepDream installation.")
+    p = Parser(prog="python -m live", description="Dreamcam: a live webcam DeepDream installation.")
     p.add_argument("--config", help="config file (default: config.toml of the project)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a config setting for this run, e.g. --set dream.layer=blocks.7 (repeatable)")
     p.add_argument("--source", help="camera index, video or image path, clouds, or auto (default: source.source)")
     p.add_argument("--window", action="store_true", help="a window instead of fullscreen")
     p.add_argument("--kiosk", action="store_true", help="kiosk mode: only Ctrl+Shift+Q quits, presets on a timer")
-    p.add_argument("--seconds", type=float, help="quit by itself after this many seconds (demos, measurements)")
+    p.add_argument("--seconds", type=positive_float,
+                   help="quit by itself after this many seconds (demos, measurements, soak runs)")
     p.add_argument("--headless", action="store_true", help="no window: record a video (needs --record)")
     p.add_argument("--frames", type=positive_int, default=150, help="headless: frames to record (default 150)")
     p.add_argument("--record", metavar="OUT.mp4", help="headless: the video to write (.mp4 or .avi)")
     p.add_argument("--png", metavar="OUT.png", help="headless: also write the last frame as a PNG")
-    p.add_argument("--log-file", help="also log to this file (rotated, size-capped)")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("--log-file", help='log to this file, rotated and size-capped (default: log.file of the '
+                                      'config, logs/dreamcam.log; "" for none)')
+    p.add_argument("--log-level", type=str.upper, choices=logs.LEVELS,
+                   help="DEBUG, INFO, WARNING or ERROR (default: log.level of the config, INFO)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging (short for --log-level DEBUG)")
     return p
-
-
-class UsageError(ValueError):
-    """A wrong combination of command-line flags."""
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -57,26 +86,45 @@ def check_args(args: argparse.Namespace) -> None:
         raise UsageError("--record works with --headless; in the window press s for snapshots")
     if args.record and Path(args.record).suffix.lower() not in VIDEO_SUFFIXES:
         raise UsageError(f"--record '{args.record}': use a file name ending in .mp4 or .avi")
+    if args.png and not args.headless:
+        raise UsageError("--png works with --headless --record; in the window press s for snapshots")
+    if args.png and Path(args.png).suffix.lower() != ".png":
+        raise UsageError(f"--png '{args.png}': use a file name ending in .png")
+    if args.source is not None and not args.source.strip():
+        raise UsageError("--source is empty; give a camera index, a video or image path, clouds or auto")
+
+
+def wait_for_display(kiosk: bool) -> str | None:
+    """None when a window can be opened; a kiosk starting at boot may be ahead of its
+    desktop, so it keeps asking for a while before saying why not."""
+    from .render import display_problem
+
+    deadline = time.monotonic() + (KIOSK_DISPLAY_WAIT if kiosk else 0.0)
+    while True:
+        problem = display_problem()
+        if problem is None or time.monotonic() >= deadline:
+            return problem
+        time.sleep(2.0)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    logs.setup("DEBUG" if args.verbose else "INFO", args.log_file)
     try:
+        args = parser().parse_args(argv)
         check_args(args)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    level = "DEBUG" if args.verbose else args.log_level
+    logs.setup(level or "INFO")  # the console now; the file once the config is read
     if not args.headless:  # before the heavy imports, so a headless box hears it at once
-        from .render import display_problem
-        problem = display_problem()
+        problem = wait_for_display(args.kiosk)
         if problem:
             print(f"error: {problem}; record headless instead: {HEADLESS_HINT}", file=sys.stderr)
             return EXIT_BAD_INPUT
     try:
         import models
         from . import config
-        from .app import App
+        from .app import App, check_output
         from .capture import SourceError
         from .objectives import ObjectiveError
     except Exception:
@@ -89,11 +137,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.kiosk:
             overrides.append("kiosk.enabled=true")
         cfg = config.load(args.config, overrides)
+        lc = cfg.log
+        logs.setup(level or lc.level, args.log_file if args.log_file is not None else lc.file,
+                   max_bytes=int(lc.max_mb * 1_000_000), backups=lc.backups)
+        if args.headless:  # where the results go, before the heavy start-up
+            check_output(args.record, "--record")
+            if args.png:
+                check_output(args.png, "--png")
         app = App(cfg, args.source)
         if args.headless:
-            return app.run_headless(args.frames, args.record, args.png)
+            return app.run_headless(args.frames, args.record, args.png, args.seconds)
         return app.run_window(args.seconds)
-    except (config.ConfigError, SourceError, models.ModelError, ObjectiveError) as exc:
+    except (config.ConfigError, SourceError, models.ModelError, ObjectiveError, logs.LogFileError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

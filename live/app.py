@@ -1,5 +1,7 @@
 """Wiring of the live installation: capture -> dreamer -> render, the shared state the
-keys change, presets (and their kiosk timer), snapshots, and the headless recorder.
+keys change, presets (and their kiosk timer), snapshots, the headless recorder, and the
+kiosk supervision (a watchdog that restarts a stalled capture or dream thread; exit code
+1 when that does not help, so the service manager restarts the process).
 
 Data flows one way. The controls (main thread) change the State; the dreamer and the
 renderer read frozen snapshots of it (`dream_settings()`, `view()`), so no module reaches
@@ -18,6 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pygame
+import torch
 
 import models
 from . import controls
@@ -26,10 +29,13 @@ from .capture import Capture, plan_source
 from .config import Config, ConfigError, Preset
 from .dreamer import Dream, Dreamer, DreamSettings
 from .engine import DreamEngine
+from .files import finish, partial_name
 from .render import Compositor, View, Window, snapshot, write_png
+from .watchdog import SystemdNotifier, Watchdog
 
 log = logging.getLogger(__name__)
 
+EXIT_OK, EXIT_FAILURE = 0, 1
 RECORD_FPS = 15.0             # headless videos: one dream step per video frame
 STRENGTH_STEP = 1.25          # +/- multiply or divide the strength by this
 BLEND_STEP = 0.05
@@ -193,13 +199,71 @@ class State:
         self.mirror = not self.mirror
 
 
-def check_presets(cfg: Config, backbone: models.Backbone) -> None:
-    """Refuse, at start, a preset whose objective cannot be understood."""
-    for i, p in enumerate(cfg.presets):
+class LayerChannels:
+    """Channels of each dreamable layer, measured once by a small forward pass, so that
+    `channel:N` beyond a layer's width is refused at start with one line instead of an
+    IndexError in the middle of the show."""
+
+    def __init__(self, backbone: models.Backbone):
+        self.backbone = backbone
+        self._counts: dict[str, int] | None = None
+
+    def __call__(self, layer: str) -> int:
+        if self._counts is None:
+            self._counts = self._measure()
+        return self._counts[layer]
+
+    def _measure(self) -> dict[str, int]:
+        bb, counts = self.backbone, {}
+        side = max(64, *bb.input_size)
+        handles = [bb.module(name).register_forward_hook(
+                       lambda _m, _i, out, name=name: counts.__setitem__(name, int(out.shape[1])))
+                   for name in bb.layers]
         try:
-            objectives_mod.parse(p.objective, p.layer, backbone.layers, backbone.class_index)
+            with torch.no_grad():
+                bb.net(bb.normalize(torch.zeros(1, 3, side, side, device=bb.device)))
+        finally:
+            for h in handles:
+                h.remove()
+        return counts
+
+
+def check_presets(cfg: Config, backbone: models.Backbone) -> None:
+    """Refuse, at start, a [dream] or preset objective that cannot be understood or names
+    a channel the layer does not have."""
+    channels = LayerChannels(backbone)
+    d = cfg.dream
+    checks = [("dream.objective", d.objective, d.layer)] + [
+        (f"presets[{i}] ('{p.name}'): objective", p.objective, p.layer) for i, p in enumerate(cfg.presets)]
+    for where, objective, layer in checks:
+        try:
+            objectives_mod.parse(objective, layer, backbone.layers, backbone.class_index, channels)
         except (objectives_mod.ObjectiveError, models.ModelError) as exc:
-            raise ConfigError(f"presets[{i}] ('{p.name}'): objective '{p.objective}': {exc}") from None
+            raise ConfigError(f"{where} '{objective}': {exc}") from None
+
+
+def check_output(path: str | Path, what: str) -> Path:
+    """Say in one line why a file could not be written at `path`, without creating
+    anything (called before the heavy start-up, so a typo does not cost a minute)."""
+    path = Path(path)
+    existing = path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{what} '{path}': cannot create the folder, '{existing}' is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{what} '{path}': cannot create the folder, '{existing}' is not writable")
+    return path
+
+
+def prepare_output(path: str | Path, what: str) -> Path:
+    """Create the folder a file will be written to, or say in one line why not."""
+    path = check_output(path, what)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{what} '{path}': cannot create the folder ({exc.strerror or exc})") from None
+    return path
 
 
 class Stats:
@@ -236,12 +300,20 @@ class App:
         self.state = State.from_config(cfg)
         self.capture = Capture(self.plan, cfg.source.reconnect_seconds)
         d = cfg.dream
+        # Cameras and the clouds come at the configured source shape; files show theirs
+        # with the first frame, and the dreamer refits the working size then.
+        shaped = self.plan.is_camera or self.plan.description == "clouds"
+        aspect = cfg.source.width / cfg.source.height if shaped else None
         self.dreamer = Dreamer(self.make_engine, self.capture.slot, self.state, d.size,
                                steps_per_frame=d.steps_per_frame,
-                               target_steps_per_second=d.target_steps_per_second, adaptive=d.adaptive)
+                               target_steps_per_second=d.target_steps_per_second, adaptive=d.adaptive,
+                               aspect=aspect)
         # Build the first engine now, so a bad layer/objective stops the start with one line.
-        self.dreamer.engine = self.make_engine(d.size, self.state.dream_settings())
+        self.dreamer.engine = self.make_engine(self.dreamer.adaptive.size, self.state.dream_settings())
         self.stats = Stats()
+        self.watchdog: Watchdog | None = None
+        self.notifier = SystemdNotifier()
+        self.fatal: str | None = None   # set when supervision gives up: the run ends with exit code 1
 
     def make_engine(self, size: tuple[int, int], s: DreamSettings) -> DreamEngine:
         d = self.cfg.dream
@@ -252,12 +324,42 @@ class App:
     def start(self) -> None:
         self.capture.start()
         self.dreamer.start()
+        w = self.cfg.watchdog
+        if w.enabled:
+            self.watchdog = Watchdog(check_seconds=min(1.0, w.capture_seconds / 4, w.dream_seconds / 4),
+                                     max_restarts=w.max_restarts, on_fatal=self._give_up)
+            self.watchdog.watch("capture", lambda: self.capture, self.restart_capture, w.capture_seconds)
+            self.watchdog.watch("dream", lambda: self.dreamer, self.restart_dreamer, w.dream_seconds)
+            self.watchdog.start()
+        self.notifier.ready()
 
     def stop(self) -> None:
+        self.notifier.stopping()
+        if self.watchdog is not None:
+            self.watchdog.stop()
         self.dreamer.stop()
         self.capture.stop()
         if self.dreamer.engine is not None:
             self.dreamer.engine.close()
+
+    # -- supervision (called from the watchdog thread) -------------------------------------
+    def restart_capture(self) -> None:
+        """A fresh capture thread on the same frame slot; the stalled one is abandoned."""
+        self.capture = self.capture.respawn()
+        self.capture.start()
+
+    def restart_dreamer(self) -> None:
+        """A fresh dream thread on the same dream slot; the stalled one is abandoned."""
+        self.dreamer = self.dreamer.respawn()
+        self.dreamer.start()
+
+    def _give_up(self, reason: str) -> None:
+        self.fatal = reason
+        self.state.quit()
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_FAILURE if self.fatal else EXIT_OK
 
     # -- HUD ------------------------------------------------------------------------------
     def hud_lines(self, dream: Dream | None) -> tuple[str, ...]:
@@ -288,7 +390,7 @@ class App:
         shown = (f"{st.frames} display frames ({st.frames / max(seconds, 1e-9):.1f} fps), live latency median "
                  f"{st.latency_ms(50):.0f} ms, p95 {st.latency_ms(95):.0f} ms, " if display else "")
         return (f"session {seconds:.1f}s: {shown}{self.dreamer.steps} dream steps ({dream_rate:.1f} steps/s), "
-                f"dream faults {self.dreamer.faults}")
+                f"dream faults {self.dreamer.faults}, thread restarts {self.watchdog.restarts if self.watchdog else 0}")
 
     # -- window ---------------------------------------------------------------------------
     def run_window(self, seconds: float | None = None) -> int:
@@ -337,13 +439,14 @@ class App:
                     state.advance_if_due(cfg.kiosk.preset_seconds, mono)
                 if deadline is not None and mono >= deadline:
                     state.quit()
+                self.notifier.ping(mono)
                 clock.tick(cfg.render.fps)
         finally:
             signal.signal(signal.SIGTERM, previous)
             self.stop()
             window.close()
             log.info("%s", self.summary())
-        return 0
+        return self.exit_code
 
     def frame_step(self, target: pygame.Surface, comp: Compositor, help_lines: list[tuple[str, str]],
                    seqs: tuple[int, int], hud: tuple[str, ...]):
@@ -364,17 +467,21 @@ class App:
         return (live_seq, dream_seq), new_frame, new_dream
 
     # -- headless -------------------------------------------------------------------------
-    def run_headless(self, frames: int, record: str | Path, png: str | Path | None = None) -> int:
+    def run_headless(self, frames: int | None, record: str | Path, png: str | Path | None = None,
+                     seconds: float | None = None) -> int:
         """The same pipeline without a window: one video frame per dream step (each frame
-        waits for its dream), blended as on screen. Ctrl+C / SIGTERM finish the file."""
-        record = Path(record)
+        waits for its dream), blended as on screen, until `frames` are written (None: no
+        limit) or `seconds` have passed. The video is written under a temporary name and
+        renamed when it is finished: Ctrl+C / SIGTERM finish the file, a power cut leaves
+        no half file under the final name. Returns the exit code."""
+        record = prepare_output(record, "--record")
         size = (self.cfg.render.width, self.cfg.render.height)
-        record.parent.mkdir(parents=True, exist_ok=True)
-        tmp = record.with_name(f".{record.stem}.partial{record.suffix}")
+        tmp = partial_name(record)
         fourcc = cv2.VideoWriter_fourcc(*("MJPG" if record.suffix.lower() == ".avi" else "mp4v"))
         writer = cv2.VideoWriter(str(tmp), fourcc, RECORD_FPS, size)
         if not writer.isOpened():
             raise ConfigError(f"--record '{record}': cannot write a video there (use an .mp4 or .avi path in a writable folder)")
+        deadline = None if seconds is None else time.monotonic() + seconds
         surface = pygame.Surface(size, 0, 32)
         comp = Compositor()
         stop = threading.Event()
@@ -382,12 +489,18 @@ class App:
         written, seq = 0, 0
         last_progress = time.monotonic()
         self.dreamer.adaptive.enabled = False  # not real time: every frame waits for its dream anyway
-        log.info("recording %d frames of %dx%d to %s (source: %s%s)", frames, *size, record,
+        total = "" if frames is None else f"/{frames}"
+        length = f"{frames} frames" if frames is not None else f"{seconds:g} s" if seconds else "until stopped"
+        log.info("recording %s of %dx%d to %s (source: %s%s)", length, *size, record,
                  self.plan.description, ", clouds while it is absent" if self.plan.is_camera else "")
         self.start()
         self.stats = Stats()
         try:
-            while written < frames and not stop.is_set():
+            while (frames is None or written < frames) and not stop.is_set() and self.state.running:
+                now = time.monotonic()
+                self.notifier.ping(now)
+                if deadline is not None and now >= deadline:
+                    break
                 new_seq, dream = self.dreamer.dreams.wait(seq, timeout=0.5)
                 if new_seq == seq or dream is None:
                     if time.monotonic() - last_progress > FIRST_DREAM_TIMEOUT:
@@ -403,20 +516,20 @@ class App:
                 writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
                 written += 1
                 if written % 25 == 0:
-                    log.info("recorded %d/%d frames", written, frames)
+                    log.info("recorded %d%s frames", written, total)
         finally:
             for sig, h in handlers.items():
                 signal.signal(sig, h)
             self.stop()
             writer.release()
             if written:
-                os.replace(tmp, record)
+                finish(tmp, record)
             else:
                 tmp.unlink(missing_ok=True)
-        if stop.is_set():
-            log.info("stopped early: %d of %d frames", written, frames)
+        if stop.is_set() or self.fatal:
+            log.info("stopped early: %d%s frames", written, total)
         if written and png is not None:
             write_png(surface, Path(png))
         log.info("wrote %s (%d frames%s); %s", record, written, f", still {png}" if png and written else "",
                  self.summary(display=False))
-        return 0
+        return self.exit_code

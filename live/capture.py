@@ -4,20 +4,28 @@ through a newest-frame slot so a slow consumer never sees a backlog.
 A live installation must not die from a camera hiccup: a camera that is absent at start,
 unplugged mid-run or returning bad frames is replaced by the clouds source while the
 thread retries it with a doubling back-off, and it switches back by itself. Each such
-event is logged once, not once per frame."""
+event is logged once, not once per frame. A read that blocks for ever (some camera
+drivers do) cannot be interrupted from Python: the thread beats a heartbeat every loop,
+and the watchdog (live/watchdog.py) replaces a silent thread with a fresh one (`respawn`)."""
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Generic, Protocol, TypeVar
 
+# FFmpeg (inside OpenCV) prints its own stderr lines ("moov atom not found") when a file is
+# not a video; our one-line errors name the problem instead. Read at FFmpeg's first use.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
 import cv2
 import numpy as np
 
 from .config import SourceConfig
+from .watchdog import Heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +37,7 @@ CLOUDS_MAX_WIDTH = 320     # clouds are soft: render them small, the screen scal
 CLOUDS_MAX_FPS = 15.0      # they drift slowly; more frames would only take CPU from the dream
 MAX_BACKOFF_SECONDS = 30.0
 BAD_FRAMES_LIMIT = 10      # consecutive bad reads before a source counts as lost
+MAX_EVENTS = 200           # source events kept in memory for the HUD and tests (weeks of flapping)
 
 
 class SourceError(ValueError):
@@ -259,7 +268,8 @@ class Capture(threading.Thread):
         self.max_backoff = max(max_backoff, reconnect_seconds)
         self.fallback_opener = fallback or (lambda: CloudsSource())
         self.status = "starting"        # for the HUD: which source is showing and why
-        self.events: list[str] = []     # every logged source event, in order (tests, HUD)
+        self.events: list[str] = []     # the last MAX_EVENTS logged source events, in order
+        self.heartbeat = Heartbeat()    # beaten every loop; the watchdog reads it
         self._stop_event = threading.Event()
         self._number = 0
 
@@ -268,11 +278,24 @@ class Capture(threading.Thread):
         if self.is_alive():
             self.join(timeout)
 
+    def respawn(self) -> "Capture":
+        """A fresh (not yet started) capture thread that takes over this one's slot, frame
+        numbering and event log. This one is told to stop and publishes nothing more, even
+        if the read it is stuck in returns one day; it closes its source when it does."""
+        self._stop_event.set()
+        new = Capture(self.plan, self.reconnect_seconds, self.fallback_opener, self.max_backoff)
+        new.slot, new.events, new._number = self.slot, self.events, self._number
+        return new
+
     def _event(self, level: int, text: str) -> None:
         self.events.append(text)
+        if len(self.events) > MAX_EVENTS:
+            del self.events[:len(self.events) - MAX_EVENTS]
         log.log(level, text)
 
     def _publish(self, img: np.ndarray, name: str) -> None:
+        if self._stop_event.is_set():  # stopped or abandoned: the slot belongs to another thread
+            return
         self._number += 1
         if img.flags.writeable:
             img.flags.writeable = False  # consumers share it; nobody may draw on it
@@ -280,6 +303,7 @@ class Capture(threading.Thread):
 
     def run(self) -> None:
         while not self._stop_event.is_set():
+            self.heartbeat.beat()
             try:
                 self._loop()
             except Exception:  # a bug here must not end the show: log it, start over
@@ -295,6 +319,7 @@ class Capture(threading.Thread):
         next_due = time.perf_counter()
         first = True
         while not self._stop_event.is_set():
+            self.heartbeat.beat()
             now = time.perf_counter()
             if primary is None and now >= next_retry:
                 try:

@@ -51,7 +51,9 @@ class DreamConfig:
     strength: float = bounded(0.012, 0.0, 0.5)   # step size, picture units per step
     jitter: int = bounded(8, 0, 64)
     decay: float = bounded(0.92, 0.0, 1.0)       # how much of the carried dream survives a frame
-    grad_norm: str = choice("mean", "mean", "laplacian")
+    grad_norm: str = choice("laplacian", "mean", "laplacian")  # laplacian: broader, steadier (tools/coherence)
+    momentum: float = bounded(0.8, 0.0, 0.99)    # average each frame's step with the last ones: no shimmer
+    limit: float = bounded(0.3, 0.01, 1.0)       # largest carried dream per pixel (picture units)
     precision: str = choice("auto", "auto", "fp32", "bf16", "fp16")
     backend: str = choice("torch", "torch", "onnx", "auto")
     device: str = choice("auto", "auto", "cpu", "cuda")
@@ -72,6 +74,35 @@ class RenderConfig:
     mirror: bool = True
     hud: bool = False
     fps: int = bounded(60, 5, 240)
+
+
+@dataclass(frozen=True)
+class MotionConfig:
+    enabled: bool = True                          # motion level scales the dream (live/motion.py)
+    flow: bool = True                             # warp the carried dream along optical flow
+    flow_preset: str = choice("ultrafast", "ultrafast", "fast", "medium")
+    fb_check: bool = True                         # forward-backward flow check (occlusions)
+    cut_confidence: float = bounded(0.3, 0.0, 1.0)  # mean flow confidence below which a frame is a cut
+    denoise: float = bounded(0.5, 0.0, 0.95)      # temporal averaging of the still camera picture
+    still: float = bounded(4.0, 0.0, 10000)       # px/s of flow (working size) that still counts as still
+    moving: float = bounded(40.0, 0.1, 10000)     # px/s that counts as full motion
+    attack: float = bounded(0.25, 0.0, 60)        # s: how fast the dream gives way to motion
+    release: float = bounded(3.0, 0.0, 600)       # s: how fast it grows back in stillness
+    moving_gain: float = bounded(0.4, 0.0, 2.0)   # step size multiplier at full motion
+    moving_carry: float = bounded(0.85, 0.0, 1.0)  # carried-dream (decay) multiplier at full motion
+    moving_blend: float = bounded(0.5, 0.0, 1.0)  # render blend multiplier at full motion
+
+
+@dataclass(frozen=True)
+class AttractConfig:
+    enabled: bool = True                          # drift into the endless zoom when nobody moves
+    idle_seconds: float = bounded(60.0, 1, 86400)
+    fade_in: float = bounded(8.0, 0.1, 600)       # s from the room into the zoom
+    fade_out: float = bounded(1.5, 0.1, 600)      # s to bring the room back on motion
+    zoom: float = bounded(1.01, 1.0, 1.2)         # zoom per dream pass
+    rotate: float = bounded(0.1, -10, 10)         # degrees turned per dream pass
+    preset_seconds: float = bounded(30.0, 1, 86400)  # next preset this often while attracting
+    gain: float = bounded(2.0, 0.0, 10.0)         # step-size multiplier at full zoom
 
 
 @dataclass(frozen=True)
@@ -118,6 +149,8 @@ class Config:
     dream: DreamConfig = field(default_factory=DreamConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
     kiosk: KioskConfig = field(default_factory=KioskConfig)
+    motion: MotionConfig = field(default_factory=MotionConfig)
+    attract: AttractConfig = field(default_factory=AttractConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     watchdog: WatchdogConfig = field(default_factory=WatchdogConfig)
     log: LogConfig = field(default_factory=LogConfig)
@@ -211,6 +244,9 @@ def from_dict(data: dict, origin: str = "config") -> Config:
 
 
 def _check_cross(cfg: Config, origin: str) -> None:
+    if cfg.motion.moving <= cfg.motion.still:
+        raise ConfigError(f"{origin}: 'motion.moving' = {cfg.motion.moving} must be above 'motion.still' = "
+                          f"{cfg.motion.still}")
     w, h = cfg.dream.size
     if not (32 <= w <= 4096 and 32 <= h <= 4096):
         raise ConfigError(f"{origin}: 'dream.size' = [{w}, {h}] is out of range; each side 32 to 4096")

@@ -3,11 +3,19 @@ newest dream with its timings.
 
 It only ever reads: frames from the capture slot and settings from the shared state
 (a `DreamSettings` snapshot per pass), so setting changes apply between steps and data
-flows one way. Faults never end the show: an exception is logged, the engine is rebuilt,
-and meanwhile an empty dream tells the renderer to show the live picture."""
+flows one way. Faults never end the show: an exception or non-finite values are logged,
+the engine is rebuilt, and meanwhile an empty dream tells the renderer to show the live
+picture. CUDA out of memory steps the working size down instead. A step that never
+returns is the watchdog's to notice (the heartbeat) and replace (`respawn`).
+
+The working size follows the source's aspect: `dream.size` gives the pixel budget, the
+shape is the picture's (else a 16:9 camera is squashed into 4:3 and the dream's creatures
+come out 1.33x wide once the renderer stretches it back)."""
 from __future__ import annotations
 
+import gc
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -16,14 +24,18 @@ from typing import Callable, Protocol
 
 import cv2
 import numpy as np
+import torch
 
 from .capture import Frame, Slot
 from .engine import DreamEngine
+from .watchdog import Heartbeat
 
 log = logging.getLogger(__name__)
 
 ADAPTIVE_SCALES = (1.0, 0.8, 0.7, 0.5)  # 320x240 -> 256x192 -> 224x168 -> 160x120
 FAULT_BACKOFF = (0.5, 10.0)              # first and longest pause before rebuilding the engine
+SLOW_STEP_GRACE = 600.0                  # s the watchdog allows for building an engine or the first
+                                         # step after a change (an ONNX export on a slow CPU)
 
 
 @dataclass(frozen=True)
@@ -56,6 +68,13 @@ class Dream:
     info: dict                   # engine.info: layer, backend, device, precision, ...
 
 
+def fit_aspect(size: tuple[int, int], aspect: float) -> tuple[int, int]:
+    """The working size with `size`'s pixel count (the compute budget) and the picture's
+    aspect (width / height), each side a multiple of 8 and at least 32."""
+    w = math.sqrt(size[0] * size[1] * aspect)
+    return max(32, int(round(w / 8)) * 8), max(32, int(round(w / aspect / 8)) * 8)
+
+
 def adaptive_ladder(size: tuple[int, int], scales: tuple[float, ...] = ADAPTIVE_SCALES) -> list[tuple[int, int]]:
     """Working sizes to step down through, keeping the aspect (multiples of 8, >= 32)."""
     w, h = size
@@ -82,6 +101,7 @@ class AdaptiveSize:
         self.headroom = headroom          # stepping up needs the larger size to beat target * headroom
         self.warmup = warmup              # the first steps at a new size are slow (kernel set-up)
         self.level = 0
+        self.floor = 0                    # largest size allowed (raised after CUDA out of memory)
         self._skip = 0
         self._rates: deque[float] = deque(maxlen=window)
         self._changed: float | None = None     # when the size last changed (or rates began)
@@ -89,6 +109,27 @@ class AdaptiveSize:
     @property
     def size(self) -> tuple[int, int]:
         return self.ladder[self.level]
+
+    def set_base(self, size: tuple[int, int]) -> bool:
+        """A new full size (the source's aspect changed); keeps the level. True if changed."""
+        ladder = adaptive_ladder(size)
+        if ladder == self.ladder:
+            return False
+        self.ladder = ladder
+        self.level = min(self.level, len(ladder) - 1)
+        self.floor = min(self.floor, self.level)
+        self._rates.clear()
+        return True
+
+    def step_down_for_memory(self) -> tuple[int, int] | None:
+        """One size down, and never back up above it in this run; None at the bottom."""
+        if self.level >= len(self.ladder) - 1:
+            return None
+        self.level += 1
+        self.floor = self.level
+        self._rates.clear()
+        self._changed = None
+        return self.size
 
     def update(self, steps_per_second: float, now: float | None = None) -> tuple[int, int] | None:
         """Feed one measured rate; returns the new working size when it should change."""
@@ -107,7 +148,7 @@ class AdaptiveSize:
         new = self.level
         if rate < self.target and self.level < len(self.ladder) - 1:
             new = self.level + 1
-        elif self.level > 0 and now - self._changed >= 3 * self.settle:  # up slowly: no see-saw
+        elif self.level > self.floor and now - self._changed >= 3 * self.settle:  # up slowly: no see-saw
             (w0, h0), (w1, h1) = self.ladder[self.level], self.ladder[self.level - 1]
             if rate * (w0 * h0) / (w1 * h1) >= self.target * self.headroom:
                 new = self.level - 1
@@ -144,36 +185,67 @@ class Dreamer(threading.Thread):
 
     `make_engine(size, settings)` builds an engine (at start and after a fault).
     `flow(frame_image, working_size)`, when given, returns working-size optical flow from
-    the previous frame for `engine.dream(frame, flow)`: the seam for live/flow.py."""
+    the previous frame for `engine.dream(frame, flow)`: the seam for live/flow.py.
+    `size` is the configured working size: its pixel count is kept, its shape follows the
+    frames (`aspect`, width / height, is the expected one before the first frame)."""
 
     def __init__(self, make_engine: EngineFactory, frames: Slot[Frame], settings: SettingsSource,
                  size: tuple[int, int], steps_per_frame: int = 1, target_steps_per_second: float = 8.0,
-                 adaptive: bool = True, flow: FlowFn | None = None, seed: int = 0):
+                 adaptive: bool = True, flow: FlowFn | None = None, seed: int = 0,
+                 aspect: float | None = None):
         super().__init__(name="dreamer", daemon=True)
         self.make_engine = make_engine
         self.frames = frames
         self.settings = settings
         self.steps_per_frame = steps_per_frame
-        self.adaptive = AdaptiveSize(size, target_steps_per_second, adaptive)
+        self.base_size = (int(size[0]), int(size[1]))
+        start = fit_aspect(self.base_size, aspect) if aspect else self.base_size
+        self.adaptive = AdaptiveSize(start, target_steps_per_second, adaptive)
         self.flow = flow
         self.dreams: Slot[Dream] = Slot()
         self.engine: DreamEngine | None = None
+        self.heartbeat = Heartbeat()       # beaten every loop; the watchdog reads it
         self.faults = 0
         self.restarts = 0
         self.steps = 0
         self._rng = np.random.default_rng(seed)
         self._stop_event = threading.Event()
+        self._abandoned = False
         self._applied: DreamSettings | None = None
         self._feedback: np.ndarray | None = None   # last dream, for zoom / noise feedback
         self._bad_setting: tuple | None = None
         self._times: deque[tuple[float, int]] = deque(maxlen=32)
         self._number = 0
         self._held: Frame | None = None
+        self._shape: tuple[int, int] | None = None  # source picture (h, w) the size was fitted to
+        self._slow_next = True                      # the next step may be slow (new engine/size/layer)
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop_event.set()
         if self.is_alive():
             self.join(timeout)
+
+    def respawn(self) -> "Dreamer":
+        """A fresh (not yet started) dream thread that takes over this one's dream slot,
+        working size and counters. This one is abandoned: it publishes nothing more, and
+        its engine's hooks come off the shared network now (it may be stuck in a step)."""
+        self._abandoned = True
+        self._stop_event.set()
+        new = Dreamer(self.make_engine, self.frames, self.settings, self.base_size, self.steps_per_frame,
+                      self.adaptive.target, self.adaptive.enabled, self.flow)
+        new.adaptive, new.dreams, new._rng, new._shape = self.adaptive, self.dreams, self._rng, self._shape
+        new.faults, new.steps, new._number = self.faults, self.steps, self._number
+        new.restarts = self.restarts + 1
+        if self.engine is not None:
+            try:
+                self.engine.close()
+            except Exception:
+                log.debug("closing the stalled engine failed", exc_info=True)
+        return new
+
+    def _publish(self, dream: Dream) -> None:
+        if not self._stop_event.is_set():  # stopped or abandoned: the slot belongs to another thread
+            self.dreams.put(dream)
 
     # -- one pass -----------------------------------------------------------------------
     def _apply(self, s: DreamSettings) -> None:
@@ -205,6 +277,17 @@ class Dreamer(threading.Thread):
         if old is not None and old.noise and not s.noise and not s.zoom:
             self._feedback = None
         self._applied = s
+
+    def _fit(self, frame: Frame) -> None:
+        """Match the working size's aspect to the source picture (once per picture size)."""
+        shape = frame.image.shape[:2]
+        if shape == self._shape:
+            return
+        self._shape = shape
+        h, w = shape
+        if self.adaptive.set_base(fit_aspect(self.base_size, w / h)):
+            log.info("working size %dx%d for the %dx%d source (the pixels of %dx%d, the source's aspect)",
+                     *self.adaptive.size, w, h, *self.base_size)
 
     def _input(self, frame: Frame, s: DreamSettings) -> np.ndarray:
         """The camera picture, or (zoom drift / noise) the previous dream fed back."""
@@ -240,31 +323,47 @@ class Dreamer(threading.Thread):
     def step_once(self, frame: Frame) -> Dream:
         """One dream pass on `frame` with the current settings; publishes the dream."""
         s = self.settings.dream_settings()
+        self._fit(frame)
         if self.engine is None:
+            self.heartbeat.expect(SLOW_STEP_GRACE)
             self.engine = self.make_engine(self.adaptive.size, s)
             self._applied = None
+            self._slow_next = True
+        elif tuple(self.engine.size) != self.adaptive.size:
+            self.engine.configure(size=self.adaptive.size)
+            self._slow_next = True
+        old = self._applied
         self._apply(s)
+        if old is None or (s.layer, s.objective) != (old.layer, old.objective):
+            self._slow_next = True
         eng = self.engine
         img = self._input(frame, s)
+        if self._slow_next:
+            self.heartbeat.expect(SLOW_STEP_GRACE)
         flow = self.flow(img, eng.size) if self.flow is not None else None
         out = eng.dream(img, flow=flow) if flow is not None else eng.dream(img)
+        self.heartbeat.beat()
+        self._slow_next = False
         w, h = eng.size
         if not (isinstance(out, np.ndarray) and out.dtype == np.uint8 and out.shape == (h, w, 3)):
             raise RuntimeError(f"engine returned {getattr(out, 'dtype', type(out))} "
                                f"{getattr(out, 'shape', '')} instead of {w}x{h} RGB")
+        if getattr(eng, "residual", 0) is None:  # the engine dropped a non-finite step
+            raise FloatingPointError("the dream step produced non-finite values")
         self.steps += self.steps_per_frame
         self._times.append((time.perf_counter(), self.steps))
         if s.zoom or s.noise:
             self._feedback = out
         self._number += 1
         dream = Dream(out, self._number, frame, eng.last_ms, self._rate(), (w, h), eng.info)
-        self.dreams.put(dream)
+        self._publish(dream)
         if eng.last_ms > 0:
             new_size = self.adaptive.update(1000.0 * self.steps_per_frame / eng.last_ms)
             if new_size is not None:
                 log.info("adaptive quality: working size %dx%d -> %dx%d (%.1f ms/step, target %.1f steps/s)",
                          w, h, *new_size, eng.last_ms, self.adaptive.target)
                 eng.configure(size=new_size)
+                self._slow_next = True
         return dream
 
     # -- the thread ---------------------------------------------------------------------
@@ -273,27 +372,57 @@ class Dreamer(threading.Thread):
         pause = FAULT_BACKOFF[0]
         last_error = ""
         while not self._stop_event.is_set():
-            s = self.settings.dream_settings()
-            seq, frame = self._next_frame(seq, s)
-            if frame is None:
-                continue
+            self.heartbeat.beat()
+            frame = None
             try:
+                s = self.settings.dream_settings()
+                seq, frame = self._next_frame(seq, s)
+                if frame is None:
+                    continue
                 self.step_once(frame)
+                if last_error:
+                    log.info("dreaming again (%d dream faults so far)", self.faults)
+                    last_error = ""
                 pause = FAULT_BACKOFF[0]
             except Exception as exc:
+                if self._stop_event.is_set():
+                    break
                 self.faults += 1
+                if isinstance(exc, torch.cuda.OutOfMemoryError) and self._out_of_memory():
+                    continue
                 text = f"{type(exc).__name__}: {exc}"
-                if text != last_error:
-                    log.exception("dream step failed (%s); showing the live picture and restarting the engine", text)
+                if text != last_error:  # once per fault, not once per retry
+                    log.error("dream step failed (%s); showing the live picture and restarting the engine", text,
+                              exc_info=not isinstance(exc, FloatingPointError))  # non-finite: no code to point at
                     last_error = text
                 self._number += 1
-                self.dreams.put(Dream(None, self._number, frame, 0.0, 0.0, self.adaptive.size, {}))
+                self._publish(Dream(None, self._number, frame, 0.0, 0.0, self.adaptive.size, {}))
+                self.heartbeat.beat()
                 self._stop_event.wait(pause)
                 pause = min(pause * 2, FAULT_BACKOFF[1])
                 self._restart()
+        if self._abandoned and self.engine is not None:
+            self.engine.close()  # woke up after the watchdog replaced it: leave no hooks behind
+
+    def _out_of_memory(self) -> bool:
+        """CUDA out of memory: a smaller working size for the rest of the run, a fresh
+        engine at once. False at the smallest size (then it is an ordinary fault)."""
+        old = self.adaptive.size
+        new = self.adaptive.step_down_for_memory()
+        if new is None:
+            return False
+        log.warning("CUDA out of memory at %dx%d; working size down to %dx%d for the rest of this run",
+                    *old, *new)
+        self._restart()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return True
 
     def _restart(self) -> None:
-        """Throw the engine away and build a fresh one (its hooks closed first)."""
+        """Throw the engine away and build a fresh one (its hooks closed first). A full
+        garbage collection frees the old engine's tensors now even if a traceback or a
+        wrapper holds it in a reference cycle: weeks of occasional faults must not pile
+        up engines (the soak with --fault-every showed ~1 MB per restart without it)."""
         old, self.engine = self.engine, None
         self._applied = None
         self._feedback = None
@@ -302,4 +431,6 @@ class Dreamer(threading.Thread):
                 old.close()
             except Exception:
                 log.debug("closing the failed engine failed too", exc_info=True)
+            del old
+        gc.collect()
         self.restarts += 1

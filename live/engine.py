@@ -147,7 +147,8 @@ class DreamEngine:
                  steps_per_frame: int = 1, step_size: float = 0.012, jitter: int = 8,
                  objective: str = "amplify", precision: str = "auto", backend: str = "torch",
                  decay: float = 0.92, grad_norm: str = "mean", seed: int | None = None,
-                 warp: Callable[[torch.Tensor, np.ndarray], torch.Tensor] | None = None):
+                 warp: Callable[[torch.Tensor, np.ndarray], torch.Tensor] | None = None,
+                 momentum: float = 0.0, limit: float = 1.0):
         self.backbone = backbone
         self.device = backbone.device
         self._rng = random.Random(seed)
@@ -155,6 +156,8 @@ class DreamEngine:
         self._step: Callable | None = None
         self._key: tuple | None = None
         self.residual: torch.Tensor | None = None
+        self.velocity: torch.Tensor | None = None  # smoothed per-frame step (momentum)
+        self._carried_velocity: torch.Tensor | None = None
         self.warp = warp
         self.last_ms = 0.0
         self.steps_done = 0
@@ -165,13 +168,13 @@ class DreamEngine:
         self.backend = "torch"
         self.configure(layer=layer or backbone.default_layer, size=size, steps_per_frame=steps_per_frame,
                        step_size=step_size, jitter=jitter, objective=objective, precision=precision,
-                       backend=backend, decay=decay, grad_norm=grad_norm)
+                       backend=backend, decay=decay, grad_norm=grad_norm, momentum=momentum, limit=limit)
 
     # -- settings -------------------------------------------------------------------
     def configure(self, **changes) -> None:
         """Change settings between calls; the model is never rebuilt."""
         allowed = {"layer", "size", "steps_per_frame", "step_size", "jitter", "objective",
-                   "precision", "backend", "decay", "grad_norm"}
+                   "precision", "backend", "decay", "grad_norm", "momentum", "limit"}
         unknown = set(changes) - allowed
         if unknown:
             raise TypeError(f"unknown engine settings: {', '.join(sorted(unknown))}")
@@ -183,6 +186,10 @@ class DreamEngine:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}")
         if changes.get("grad_norm", "mean") not in GRAD_NORMS:
             raise ValueError(f"grad_norm must be one of {', '.join(GRAD_NORMS)}")
+        if not 0.0 <= changes.get("momentum", 0.0) < 1.0:
+            raise ValueError("momentum must be at least 0 and below 1")
+        if not changes.get("limit", 1.0) > 0.0:
+            raise ValueError("limit must be above 0")
         if "size" in changes:
             w, h = (int(v) for v in changes["size"])
             if w < 32 or h < 32:
@@ -281,20 +288,26 @@ class DreamEngine:
     def reset(self) -> None:
         """Forget the carried dream."""
         self.residual = None
+        self.velocity = None
 
-    def dream(self, frame: np.ndarray, flow: np.ndarray | None = None) -> np.ndarray:
+    def dream(self, frame: np.ndarray, flow: np.ndarray | None = None, *, gain: float = 1.0,
+              carry: float = 1.0) -> np.ndarray:
         """One frame in (uint8 HxWx3 RGB, any size), one dream frame out at `size`.
-        `flow` (working-size optical flow from the previous frame) moves the carried
-        residual with the scene before it is added."""
+        `flow` (working-size backward optical flow from the previous frame, see live.flow)
+        moves the carried residual with the scene before it is added. `gain` scales the
+        step size and `carry` the decay for this frame only (motion response), so the
+        operator's settings stay as they are."""
         t0 = time.perf_counter()
         base = to_tensor(frame, self.size, self.device)
-        x = self._carry(base, flow)
-        x = self.run_steps(x, self.steps_per_frame)
+        start = self._carry(base, flow, carry)
+        x = self.run_steps(start, self.steps_per_frame, self.step_size * gain)
+        if self.momentum > 0.0:
+            x = self._smooth_step(start, x)
         if not bool(torch.isfinite(x).all()):
             if not self._nonfinite_logged:
                 log.warning("dream produced non-finite values; resetting the carried dream")
                 self._nonfinite_logged = True
-            self.residual = None
+            self.reset()
             x = base
         else:
             self.residual = x - base
@@ -302,13 +315,33 @@ class DreamEngine:
         self.last_ms = (time.perf_counter() - t0) * 1000
         return out
 
-    def _carry(self, base: torch.Tensor, flow: np.ndarray | None) -> torch.Tensor:
+    def _carry(self, base: torch.Tensor, flow: np.ndarray | None, carry: float = 1.0) -> torch.Tensor:
+        """New base + the carried residual: warped along `flow`, decayed, bounded by `limit`
+        (so no region can run away into a blown-out blotch)."""
+        self._carried_velocity = None
         if self.residual is None or self.residual.shape != base.shape:
             return base
-        res = self.residual
+        res, vel = self.residual, self.velocity
+        if vel is not None and vel.shape != base.shape:
+            vel = None
         if flow is not None and self.warp is not None:
             res = self.warp(res, flow)
-        return (base + self.decay * res).clamp_(0.0, 1.0)
+            vel = self.warp(vel, flow) if vel is not None else None
+        self._carried_velocity = vel  # not scaled by `carry`: it is one step's worth, not the dream
+        if self.limit < 1.0:
+            res = res.clamp(-self.limit, self.limit)
+        return (base + (self.decay * carry) * res).clamp_(0.0, 1.0)
+
+    def _smooth_step(self, start: torch.Tensor, stepped: torch.Tensor) -> torch.Tensor:
+        """Momentum across frames: the frame's step is an average of this step and the
+        (carried, warped) previous ones. The gradient's pixel-scale part changes from frame
+        to frame while the picture it draws does not: averaging keeps the picture and
+        drops the shimmer, at the same steady-state strength."""
+        delta = stepped - start
+        vel = self._carried_velocity
+        vel = delta if vel is None else self.momentum * vel + (1.0 - self.momentum) * delta
+        self.velocity = vel
+        return (start + vel).clamp(0.0, 1.0)
 
     def run_steps(self, x: torch.Tensor, n: int, step_size: float | None = None) -> torch.Tensor:
         """n jittered gradient-ascent steps on a working tensor (jitter stays outside the step)."""

@@ -22,6 +22,8 @@ import cv2
 import numpy as np
 import pygame
 
+from .files import finish, partial_name
+
 if TYPE_CHECKING:  # not at run time: the no-display check must not wait for torch to load
     from .config import RenderConfig
 
@@ -335,10 +337,9 @@ class Window:
 def write_png(surface: pygame.Surface, path: Path) -> Path:
     """Write via a temporary name and rename, so there is never a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.partial.png")
+    tmp = partial_name(path)
     pygame.image.save(surface, str(tmp))
-    os.replace(tmp, path)
-    return path
+    return finish(tmp, path)
 
 
 def snapshot(surface: pygame.Surface, folder: str | Path, background: bool = True) -> Path:

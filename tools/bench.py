@@ -345,8 +345,8 @@ def plot(rows: list[Row], path: Path, title: str) -> None:
 
     combos = list(dict.fromkeys((r.size, r.layer) for r in rows))
     methods = list(dict.fromkeys(f"{r.method} {r.precision}" for r in rows))
-    fig, axes = plt.subplots(1, 2, figsize=(max(9, 1.9 * len(combos) + 4), 4.8),
-                             gridspec_kw={"width_ratios": [3, 2]})
+    fig, axes = plt.subplots(2, 1, figsize=(max(7.5, 1.25 * len(combos) + 3), 8.5), sharex=True,
+                             gridspec_kw={"height_ratios": [3, 2]})
     width = 0.8 / len(methods)
     xs = np.arange(len(combos))
     colors = plt.get_cmap("tab10")
@@ -367,8 +367,7 @@ def plot(rows: list[Row], path: Path, title: str) -> None:
     labels = [f"{s}\n{l}" for s, l in combos]
     axes[0].set_yscale("log")
     axes[0].set_ylabel("ms per dream() step (median, IQR), log scale")
-    axes[0].set_xticks(xs, labels, fontsize=8)
-    axes[0].legend(fontsize=8)
+    axes[0].legend(fontsize=8, ncol=len(methods))
     axes[0].grid(axis="y", which="both", alpha=0.3)
     axes[1].axhline(1.0, color="grey", lw=0.8)
     axes[1].axhline(TARGET["speedup"], color="red", lw=0.8, ls="--", label=f"target {TARGET['speedup']}x")

@@ -1,0 +1,388 @@
+"""Temporal coherence of the live dream, measured: does a still scene hold still, and does
+the dream flow with a moving one?
+
+    python -m tools.coherence [--image PHOTO] [--frames 48] [--out docs/coherence]
+
+Still scene (a textured picture plus Gaussian sensor noise, new noise every frame):
+  strength = mean |out - in| after warm-up (how visible the dream is),
+  flicker  = mean |out(t) - out(t-1)| after warm-up (shimmer; the input's own is shown).
+Panning scene (a moving crop over a large picture, with sensor noise):
+  warp error = mean |warp(out(t-1)) - out(t)| with flow from the *input* frames, beside the
+  same measure on the input itself (what perfect tracking of the scene would give).
+Modes, all in one run on the same frames: `fresh` (no carrying, each frame dreamed from
+the camera picture alone), `carry` (residual carried, not warped), `warp` (flow-warped with
+confidence fading), `warp+motion` (plus the motion response). Prints a table, writes
+JSON and contact sheets of consecutive frames (PNG)."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+import models
+from live import config
+from live.engine import DreamEngine
+from live.flow import PRESETS, warp_image
+from live.motion import MotionSettings, TemporalDream
+
+log = logging.getLogger("coherence")
+
+MODES = ("fresh", "carry", "warp", "warp+motion")
+
+
+# -- scenes ----------------------------------------------------------------------------------
+
+def picture(width: int, height: int, seed: int = 0) -> np.ndarray:
+    """A photo-like textured picture: 1/f colour noise (the spectrum of natural images)
+    with soft discs, so the network has edges and texture to dream on everywhere."""
+    rng = np.random.default_rng(seed)
+    fy = np.fft.fftfreq(height)[:, None]
+    fx = np.fft.fftfreq(width)[None, :]
+    radius = np.sqrt(fx ** 2 + fy ** 2)
+    radius[0, 0] = 1.0
+
+    def plane(power: float) -> np.ndarray:
+        spec = (rng.normal(size=(height, width)) + 1j * rng.normal(size=(height, width))) / radius ** power
+        p = np.real(np.fft.ifft2(spec))
+        return (p - p.mean()) / (p.std() + 1e-8)
+
+    img = rng.uniform(0.3, 0.7, 3) + 0.18 * plane(1.6)[..., None] + 0.06 * np.stack([plane(2.0) for _ in range(3)], -1)
+    yy, xx = np.mgrid[0:height, 0:width]
+    for _ in range(max(4, width * height // 60000)):
+        cy, cx, r = rng.uniform(0, height), rng.uniform(0, width), rng.uniform(0.05, 0.15) * min(width, height)
+        mask = (yy - cy) ** 2 + (xx - cx) ** 2 < r ** 2
+        img[mask] = img[mask] * 0.5 + rng.uniform(0, 1, 3) * 0.5
+    return (np.clip(img, 0, 1) * 255).astype(np.uint8)
+
+
+def _noisy(img: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
+    if sigma <= 0:
+        return img
+    return np.clip(img.astype(np.float32) + rng.normal(0.0, sigma, img.shape), 0, 255).astype(np.uint8)
+
+
+def _to_working(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    return cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+
+
+def still_scene(source: np.ndarray, n: int, capture: tuple[int, int], size: tuple[int, int],
+                noise: float, seed: int = 0) -> list[np.ndarray]:
+    """n frames of one still picture, fresh sensor noise (at capture resolution) each frame."""
+    rng = np.random.default_rng(seed)
+    cw, ch = capture
+    img = cv2.resize(source, (cw, ch), interpolation=cv2.INTER_AREA if source.shape[1] > cw else cv2.INTER_CUBIC)
+    return [_to_working(_noisy(img, noise, rng), size) for _ in range(n)]
+
+
+def pan_scene(source: np.ndarray, n: int, capture: tuple[int, int], size: tuple[int, int],
+              noise: float, speed: tuple[float, float], seed: int = 0) -> list[np.ndarray]:
+    """n frames of a window panning over `source` at `speed` working-size pixels per frame
+    (subpixel steps, like a real camera), with sensor noise."""
+    rng = np.random.default_rng(seed)
+    cw, ch = capture
+    k = cw / size[0]
+    travel = (abs(speed[0]) * n * k, abs(speed[1]) * n * k)
+    need_w, need_h = cw + travel[0] + 8, ch + travel[1] + 8
+    scale = max(need_w / source.shape[1], need_h / source.shape[0], 1.0)
+    big = cv2.resize(source, (int(np.ceil(source.shape[1] * scale)), int(np.ceil(source.shape[0] * scale))),
+                     interpolation=cv2.INTER_CUBIC) if scale > 1.0 else source
+    x0 = 4.0 if speed[0] >= 0 else big.shape[1] - cw - 4.0
+    y0 = 4.0 if speed[1] >= 0 else big.shape[0] - ch - 4.0
+    frames = []
+    for t in range(n):
+        ox, oy = x0 + speed[0] * k * t, y0 + speed[1] * k * t
+        m = np.float32([[1, 0, -ox], [0, 1, -oy]])
+        crop = cv2.warpAffine(big, m, (cw, ch), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        frames.append(_to_working(_noisy(crop, noise, rng), size))
+    return frames
+
+
+# -- measures --------------------------------------------------------------------------------
+
+def flicker(frames: list[np.ndarray], warm: int) -> float:
+    """Mean |f(t) - f(t-1)| over t > warm, in grey levels (0..255)."""
+    d = [np.abs(frames[t].astype(np.float32) - frames[t - 1]).mean() for t in range(max(warm, 1), len(frames))]
+    return float(np.mean(d))
+
+
+def strength(outs: list[np.ndarray], ins: list[np.ndarray], warm: int) -> float:
+    """Mean |out - in| over t >= warm, in grey levels."""
+    return float(np.mean([np.abs(o.astype(np.float32) - i).mean() for o, i in list(zip(outs, ins))[warm:]]))
+
+
+def input_flows(ins: list[np.ndarray], margin: int = 2) -> list[tuple[np.ndarray, np.ndarray] | None]:
+    """Backward flow between consecutive input frames (DIS 'medium', the careful preset)
+    and the mask of pixels whose source lies inside the previous frame."""
+    dis = cv2.DISOpticalFlow_create(PRESETS["medium"])
+    grey = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in ins]
+    out: list = [None]
+    h, w = grey[0].shape
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    for t in range(1, len(ins)):
+        flow = dis.calc(grey[t], grey[t - 1], None)
+        sx, sy = xs + flow[..., 0], ys + flow[..., 1]
+        mask = (sx >= margin) & (sx <= w - 1 - margin) & (sy >= margin) & (sy <= h - 1 - margin)
+        out.append((flow, mask))
+    return out
+
+
+def warp_error_map(prev: np.ndarray, cur: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    return np.abs(warp_image(prev, flow).astype(np.float32) - cur).mean(-1)
+
+
+def warp_error(frames: list[np.ndarray], flows: list, warm: int) -> float:
+    """Mean |warp(f(t-1)) - f(t)| inside the tracked region, t >= warm, grey levels."""
+    errs = []
+    for t in range(max(warm, 1), len(frames)):
+        flow, mask = flows[t]
+        errs.append(warp_error_map(frames[t - 1], frames[t], flow)[mask].mean())
+    return float(np.mean(errs))
+
+
+# -- running ---------------------------------------------------------------------------------
+
+@dataclass
+class Row:
+    mode: str
+    still_strength: float
+    still_flicker: float
+    pan_strength: float
+    pan_warp_error: float
+    pan_ratio: float       # warp error of the output / of the input
+
+
+def run_mode(engine: DreamEngine, mode: str, frames: list[np.ndarray], settings: MotionSettings,
+             fps: float, preset: str, denoise: float, motion: config.MotionConfig,
+             seed: int = 0) -> list[np.ndarray]:
+    """Dream a sequence in one mode from a clean start; returns the output frames. Every
+    mode goes through TemporalDream (same input denoising); `fresh` forgets the dream
+    before each frame."""
+    engine.reset()
+    engine.warp = None
+    engine._rng = random.Random(seed)  # the same jitter sequence in every mode
+    temporal = TemporalDream(engine, settings, use_flow=mode.startswith("warp"), use_motion=mode == "warp+motion",
+                             flow_preset=preset, denoise=denoise, fb_check=motion.fb_check,
+                             cut_confidence=motion.cut_confidence)
+    outs = []
+    for f in frames:
+        if mode == "fresh":
+            engine.reset()
+        outs.append(temporal(f, dt=1.0 / fps)[0])
+    engine.warp = None
+    return outs
+
+
+def _label(img: np.ndarray, text: str) -> np.ndarray:
+    img = img.copy()
+    cv2.putText(img, text, (5, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 3, cv2.LINE_AA)
+    cv2.putText(img, text, (5, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+    return img
+
+
+def _heat(err: np.ndarray, gain: float) -> np.ndarray:
+    """An error map (grey levels) as a colour picture: black = 0, bright = gain-amplified."""
+    u8 = np.clip(err * gain, 0, 255).astype(np.uint8)
+    return cv2.cvtColor(cv2.applyColorMap(u8, cv2.COLORMAP_INFERNO), cv2.COLOR_BGR2RGB)
+
+
+def contact_sheet(rows: dict[str, list[np.ndarray]], start: int, cols: int, extra: dict[str, np.ndarray],
+                  extra_name: str) -> np.ndarray:
+    """One row per mode: `cols` consecutive frames from `start`, then one diagnostic map."""
+    lines = []
+    for name, frames in rows.items():
+        tiles = [_label(frames[start + i], f"{name}  t={start + i}") for i in range(cols)]
+        tiles.append(_label(extra[name], f"{name}: {extra_name}"))
+        lines.append(np.hstack([np.pad(t, ((2, 2), (2, 2), (0, 0)), constant_values=255) for t in tiles]))
+    return np.vstack(lines)
+
+
+def attract_demo(engine: DreamEngine, cfg: config.Config, src: np.ndarray, args: argparse.Namespace,
+                 out: Path, tag: str) -> None:
+    """Idle attract mode end to end: a still room, nobody moves -> drift into the endless
+    zoom -> someone walks in (the scene pans) -> the room comes back. Writes a contact
+    sheet and a trace of the attract weight and the frame-to-frame change (no jumps)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fps = args.fps
+    settings = replace(MotionSettings.from_config(cfg.motion, cfg.attract), attract=True, idle_seconds=2.0,
+                       fade_in=3.0, fade_out=1.0)
+    n_still, n_move = 90, 30
+    frames = still_scene(src, n_still, args.capture, args.size, args.noise, args.seed)
+    frames += pan_scene(src, n_move, args.capture, args.size, args.noise, (4.0, 1.0), args.seed + 1)
+    engine.reset()
+    engine._rng = random.Random(args.seed)
+    temporal = TemporalDream(engine, settings, flow_preset=cfg.motion.flow_preset, denoise=cfg.motion.denoise)
+    outs, weights = [], []
+    for f in tqdm(frames, desc="attract", unit="frame"):
+        o, st = temporal(f, dt=1.0 / fps)
+        outs.append(o)
+        weights.append(st.attract)
+    engine.warp = None
+    change = [0.0] + [float(np.abs(a.astype(np.float32) - b).mean()) for a, b in zip(outs[1:], outs)]
+    back = next(i for i in range(n_still, len(frames)) if weights[i] == 0.0) if 0.0 in weights[n_still:] else None
+    print(f"\nattract: idle after {settings.idle_seconds:.0f} s, full zoom at frame "
+          f"{next((i for i, w in enumerate(weights) if w >= 1.0), None)}, motion at frame {n_still}, room back "
+          f"(weight 0) at frame {back}; largest frame-to-frame change {max(change):.2f}/255 "
+          f"(the still room: {np.mean(change[10:20]):.2f}, a pan step of the input: "
+          f"{np.mean([np.abs(frames[i].astype(np.float32) - frames[i - 1]).mean() for i in range(n_still + 1, len(frames))]):.2f})")
+    picks = list(range(10, len(frames), 10))
+    rows = [np.hstack([np.pad(_label(outs[i], f"t={i} attract {weights[i]:.2f}"), ((2, 2), (2, 2), (0, 0)),
+                              constant_values=255) for i in picks[k:k + 6]]) for k in (0, 6)]
+    width = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
+    cv2.imwrite(str(out / f"attract{tag}.png"), cv2.cvtColor(np.vstack(rows), cv2.COLOR_RGB2BGR))
+    fig, ax = plt.subplots(figsize=(8, 3))
+    t = np.arange(len(frames)) / fps
+    ax.plot(t, change, label="mean |out(t) - out(t-1)|, /255")
+    ax2 = ax.twinx()
+    ax2.plot(t, weights, color="C1", label="attract weight")
+    ax2.set_ylim(-0.05, 1.05)
+    ax.axvline(n_still / fps, color="grey", ls="--")
+    ax.set_xlabel("seconds (someone moves at the dashed line)")
+    ax.set_ylabel("frame change /255")
+    ax2.set_ylabel("attract weight")
+    lines = ax.get_lines()[:1] + ax2.get_lines()
+    ax.legend(lines, [ln.get_label() for ln in lines], loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / f"attract_trace{tag}.png", dpi=100)
+    plt.close(fig)
+    print(f"wrote {out}/attract{tag}.png, attract_trace{tag}.png")
+
+
+def _size(text: str) -> tuple[int, int]:
+    w, _, h = text.lower().partition("x")
+    return int(w), int(h)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--image", help="picture to build both scenes from (default: a procedural texture)")
+    ap.add_argument("--size", type=_size, default=(320, 240), help="working size WxH (default 320x240)")
+    ap.add_argument("--capture", type=_size, default=(640, 480), help="camera size the noise is added at")
+    ap.add_argument("--noise", type=float, default=3.0, help="sensor noise sigma, grey levels at capture size")
+    ap.add_argument("--frames", type=int, default=48, help="frames per scene and mode")
+    ap.add_argument("--warm", type=int, default=24, help="frames of warm-up before measuring")
+    ap.add_argument("--speed", default="2.4,0.7", help="pan speed dx,dy in working pixels per frame")
+    ap.add_argument("--fps", type=float, default=10.0, help="dream frames per second (for the motion response)")
+    ap.add_argument("--layer", default=None)
+    ap.add_argument("--step-size", type=float, default=None, help="engine step size (default: the engine's)")
+    ap.add_argument("--decay", type=float, default=None)
+    ap.add_argument("--jitter", type=int, default=None)
+    ap.add_argument("--momentum", type=float, default=None)
+    ap.add_argument("--limit", type=float, default=None)
+    ap.add_argument("--grad-norm", default=None, choices=("mean", "laplacian"))
+    ap.add_argument("--denoise", type=float, default=None, help="input denoising 0..1 (default: config)")
+    ap.add_argument("--config", default=None, help="config.toml to take the dream defaults from")
+    ap.add_argument("--flow-preset", default=None, choices=tuple(PRESETS), help="default: config")
+    ap.add_argument("--modes", default=",".join(MODES))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default="docs/coherence", help="folder for the table JSON and contact sheets")
+    ap.add_argument("--tag", default="", help="suffix for output file names")
+    ap.add_argument("--attract", action="store_true", help="also run the idle attract-mode demo")
+    ap.add_argument("--attract-only", action="store_true", help="only the attract-mode demo")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    bad = [m for m in modes if m not in MODES]
+    if bad or args.warm >= args.frames - 2:
+        print(f"coherence: bad --modes {bad}" if bad else "coherence: --warm must be < --frames - 2", file=sys.stderr)
+        return 2
+    if args.image:
+        src = cv2.imread(args.image, cv2.IMREAD_COLOR)
+        if src is None:
+            print(f"coherence: cannot read --image {args.image}", file=sys.stderr)
+            return 2
+        src = cv2.cvtColor(src, cv2.COLOR_BGR2RGB)
+    else:
+        src = picture(960, 720, args.seed)
+    speed = tuple(float(v) for v in args.speed.split(","))
+
+    torch.manual_seed(args.seed)
+    backbone = models.load("efficientnet_lite0", device="cpu")
+    cfg = config.load(args.config)
+    d = cfg.dream
+    kw = {"layer": d.layer, "step_size": d.strength, "decay": d.decay, "jitter": d.jitter,
+          "grad_norm": d.grad_norm, "momentum": d.momentum, "limit": d.limit}
+    kw.update({k: v for k, v in (("layer", args.layer), ("step_size", args.step_size), ("decay", args.decay),
+                                 ("jitter", args.jitter), ("momentum", args.momentum), ("limit", args.limit),
+                                 ("grad_norm", args.grad_norm)) if v is not None})
+    engine = DreamEngine(backbone, size=args.size, precision="fp32", seed=args.seed, **kw)
+    settings = replace(MotionSettings.from_config(cfg.motion, cfg.attract), attract=False)
+    denoise = cfg.motion.denoise if args.denoise is None else args.denoise
+    preset = args.flow_preset or cfg.motion.flow_preset
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tag = f"_{args.tag}" if args.tag else ""
+    if args.attract_only:
+        attract_demo(engine, cfg, src, args, out, tag)
+        return 0
+
+    still = still_scene(src, args.frames, args.capture, args.size, args.noise, args.seed)
+    pan = pan_scene(src, args.frames, args.capture, args.size, args.noise, speed, args.seed)
+    flows = input_flows(pan)
+    in_flicker = flicker(still, args.warm)
+    in_werr = warp_error(pan, flows, args.warm)
+
+    outs_still, outs_pan, rows = {}, {}, []
+    t0 = time.perf_counter()
+    for mode in tqdm(modes, desc="modes", unit="mode"):
+        outs_still[mode] = run_mode(engine, mode, still, settings, args.fps, preset, denoise, cfg.motion, args.seed)
+        outs_pan[mode] = run_mode(engine, mode, pan, settings, args.fps, preset, denoise, cfg.motion, args.seed)
+        werr = warp_error(outs_pan[mode], flows, args.warm)
+        rows.append(Row(mode, strength(outs_still[mode], still, args.warm), flicker(outs_still[mode], args.warm),
+                        strength(outs_pan[mode], pan, args.warm), werr, werr / max(in_werr, 1e-6)))
+    secs = time.perf_counter() - t0
+
+    e = engine
+    print(f"\nengine: {e.layer}, step {e.step_size}, decay {e.decay}, jitter {e.jitter}, {e.grad_norm}, "
+          f"momentum {e.momentum}, limit {e.limit}, denoise {denoise}, {args.size[0]}x"
+          f"{args.size[1]}, sensor noise {args.noise}/255 at {args.capture[0]}x{args.capture[1]}, "
+          f"pan {speed} px/frame, {args.frames} frames ({args.warm} warm-up), {secs:.0f} s")
+    print("values in grey levels (x/255)")
+    head = f"{'mode':<12} {'still strength':>14} {'still flicker':>13} {'pan strength':>12} {'pan warp err':>12} {'vs input':>9}"
+    print(head)
+    print("-" * len(head))
+    print(f"{'input':<12} {0:>14.2f} {in_flicker:>13.2f} {0:>12.2f} {in_werr:>12.2f} {1:>8.2f}x")
+    for r in rows:
+        print(f"{r.mode:<12} {r.still_strength:>14.2f} {r.still_flicker:>13.2f} {r.pan_strength:>12.2f} "
+              f"{r.pan_warp_error:>12.2f} {r.pan_ratio:>8.2f}x")
+
+    report = {"settings": {**{k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items()},
+                           "layer": e.layer, "step_size": e.step_size, "decay": e.decay, "jitter": e.jitter,
+                           "grad_norm": e.grad_norm, "momentum": e.momentum, "limit": e.limit, "denoise": denoise},
+              "input": {"still_flicker": in_flicker, "pan_warp_error": in_werr},
+              "rows": [asdict(r) for r in rows]}
+    (out / f"coherence{tag}.json").write_text(json.dumps(report, indent=2))
+
+    start, cols = args.frames - 6, 5
+    t = args.frames - 1
+    still_rows = {"input": still, **outs_still}
+    still_extra = {k: _heat(np.abs(v[t].astype(np.float32) - v[t - 1]).mean(-1), 16) for k, v in still_rows.items()}
+    sheet = contact_sheet(still_rows, start, cols, still_extra, "|f(t)-f(t-1)| x16")
+    cv2.imwrite(str(out / f"still{tag}.png"), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+    pan_rows = {"input": pan, **outs_pan}
+    pan_extra = {k: _heat(warp_error_map(v[t - 1], v[t], flows[t][0]) * flows[t][1], 8) for k, v in pan_rows.items()}
+    sheet = contact_sheet(pan_rows, start, cols, pan_extra, "warp error x8")
+    cv2.imwrite(str(out / f"pan{tag}.png"), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+    print(f"wrote {out}/coherence{tag}.json, still{tag}.png, pan{tag}.png")
+    if args.attract:
+        attract_demo(engine, cfg, src, args, out, tag)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
