@@ -374,6 +374,8 @@ class Dreamer(threading.Thread):
         while not self._stop_event.is_set():
             self.heartbeat.beat()
             frame = None
+            fault: str | None = None
+            out_of_memory = False
             try:
                 s = self.settings.dream_settings()
                 seq, frame = self._next_frame(seq, s)
@@ -388,19 +390,26 @@ class Dreamer(threading.Thread):
                 if self._stop_event.is_set():
                     break
                 self.faults += 1
-                if isinstance(exc, torch.cuda.OutOfMemoryError) and self._out_of_memory():
-                    continue
-                text = f"{type(exc).__name__}: {exc}"
-                if text != last_error:  # once per fault, not once per retry
-                    log.error("dream step failed (%s); showing the live picture and restarting the engine", text,
+                fault = f"{type(exc).__name__}: {exc}"
+                out_of_memory = isinstance(exc, torch.cuda.OutOfMemoryError)
+                if fault != last_error and not out_of_memory:  # once per fault, not once per retry
+                    log.error("dream step failed (%s); showing the live picture and restarting the engine", fault,
                               exc_info=not isinstance(exc, FloatingPointError))  # non-finite: no code to point at
-                    last_error = text
-                self._number += 1
-                self._publish(Dream(None, self._number, frame, 0.0, 0.0, self.adaptive.size, {}))
-                self.heartbeat.beat()
-                self._stop_event.wait(pause)
-                pause = min(pause * 2, FAULT_BACKOFF[1])
-                self._restart()
+            # Recovery runs after the except block: the traceback (which holds the failed
+            # engine through its frames) is gone by now, so the engine can be freed.
+            if fault is None:
+                continue
+            if out_of_memory and self._out_of_memory():
+                continue
+            if fault != last_error and out_of_memory:  # at the smallest size already
+                log.error("dream step failed (%s) at the smallest working size; restarting the engine", fault)
+            last_error = fault
+            self._number += 1
+            self._publish(Dream(None, self._number, frame, 0.0, 0.0, self.adaptive.size, {}))
+            self.heartbeat.beat()
+            self._stop_event.wait(pause)
+            pause = min(pause * 2, FAULT_BACKOFF[1])
+            self._restart()
         if self._abandoned and self.engine is not None:
             self.engine.close()  # woke up after the watchdog replaced it: leave no hooks behind
 
