@@ -242,7 +242,7 @@ def attract_demo(engine: DreamEngine, cfg: config.Config, src: np.ndarray, args:
                               constant_values=255) for i in picks[k:k + 6]]) for k in (0, 6)]
     width = max(r.shape[1] for r in rows)
     rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
-    cv2.imwrite(str(out / f"attract{tag}.png"), cv2.cvtColor(np.vstack(rows), cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(out / f"attract{tag}.jpg"), cv2.cvtColor(np.vstack(rows), cv2.COLOR_RGB2BGR))
     fig, ax = plt.subplots(figsize=(8, 3))
     t = np.arange(len(frames)) / fps
     ax.plot(t, change, label="mean |out(t) - out(t-1)|, /255")
@@ -258,7 +258,7 @@ def attract_demo(engine: DreamEngine, cfg: config.Config, src: np.ndarray, args:
     fig.tight_layout()
     fig.savefig(out / f"attract_trace{tag}.png", dpi=100)
     plt.close(fig)
-    print(f"wrote {out}/attract{tag}.png, attract_trace{tag}.png")
+    print(f"wrote {out}/attract{tag}.jpg, attract_trace{tag}.png")
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -373,12 +373,12 @@ def main(argv: list[str] | None = None) -> int:
     still_rows = {"input": still, **outs_still}
     still_extra = {k: _heat(np.abs(v[t].astype(np.float32) - v[t - 1]).mean(-1), 16) for k, v in still_rows.items()}
     sheet = contact_sheet(still_rows, start, cols, still_extra, "|f(t)-f(t-1)| x16")
-    cv2.imwrite(str(out / f"still{tag}.png"), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(out / f"still{tag}.jpg"), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
     pan_rows = {"input": pan, **outs_pan}
     pan_extra = {k: _heat(warp_error_map(v[t - 1], v[t], flows[t][0]) * flows[t][1], 8) for k, v in pan_rows.items()}
     sheet = contact_sheet(pan_rows, start, cols, pan_extra, "warp error x8")
-    cv2.imwrite(str(out / f"pan{tag}.png"), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
-    print(f"wrote {out}/coherence{tag}.json, still{tag}.png, pan{tag}.png")
+    cv2.imwrite(str(out / f"pan{tag}.jpg"), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+    print(f"wrote {out}/coherence{tag}.json, still{tag}.jpg, pan{tag}.jpg")
     if args.attract:
         attract_demo(engine, cfg, src, args, out, tag)
     return 0
