@@ -14,7 +14,7 @@ import signal
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -30,6 +30,7 @@ from .config import Config, ConfigError, Preset
 from .dreamer import Dream, Dreamer, DreamSettings
 from .engine import DreamEngine
 from .files import finish, partial_name
+from .motion import TemporalDream
 from .render import Compositor, View, Window, snapshot, write_png
 from .watchdog import SystemdNotifier, Watchdog
 
@@ -307,19 +308,21 @@ class App:
         self.dreamer = Dreamer(self.make_engine, self.capture.slot, self.state, d.size,
                                steps_per_frame=d.steps_per_frame,
                                target_steps_per_second=d.target_steps_per_second, adaptive=d.adaptive,
-                               aspect=aspect)
+                               aspect=aspect, temporal=lambda eng: TemporalDream.from_config(eng, cfg))
         # Build the first engine now, so a bad layer/objective stops the start with one line.
         self.dreamer.engine = self.make_engine(self.dreamer.adaptive.size, self.state.dream_settings())
         self.stats = Stats()
         self.watchdog: Watchdog | None = None
         self.notifier = SystemdNotifier()
+        self.motion_blend = 1.0         # the newest dream's motion response (stillness: more dream)
         self.fatal: str | None = None   # set when supervision gives up: the run ends with exit code 1
 
     def make_engine(self, size: tuple[int, int], s: DreamSettings) -> DreamEngine:
         d = self.cfg.dream
         return DreamEngine(self.backbone, layer=s.layer, size=size, steps_per_frame=d.steps_per_frame,
                            step_size=s.strength, jitter=d.jitter, objective=s.objective,
-                           precision=d.precision, backend=d.backend, decay=d.decay, grad_norm=d.grad_norm)
+                           precision=d.precision, backend=d.backend, decay=d.decay, grad_norm=d.grad_norm,
+                           momentum=d.momentum, limit=d.limit)
 
     def start(self) -> None:
         self.capture.start()
@@ -462,7 +465,11 @@ class App:
         if seq != dream_seq and dream is not None:
             comp.set_dream(dream.image)
             dream_seq, new_dream = seq, dream
+            self.motion_blend = dream.blend
+            if dream.preset_due and state.presets:
+                state.next_preset()  # attract mode slowly rotates presets
         view = state.view()
+        view = replace(view, blend=view.blend * self.motion_blend)
         comp.draw(target, view, hud, help_lines if view.help else None)
         return (live_seq, dream_seq), new_frame, new_dream
 
@@ -511,7 +518,7 @@ class App:
                     comp.set_live(dream.frame.image)
                 comp.set_dream(dream.image)
                 view = self.state.view()
-                comp.draw(surface, View(view.blend, view.mirror, False, view.scale))
+                comp.draw(surface, View(view.blend * dream.blend, view.mirror, False, view.scale))
                 rgb = np.frombuffer(pygame.image.tobytes(surface, "RGB"), np.uint8).reshape(size[1], size[0], 3)
                 writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
                 written += 1

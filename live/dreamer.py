@@ -20,7 +20,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 import cv2
 import numpy as np
@@ -29,6 +29,9 @@ import torch
 from .capture import Frame, Slot
 from .engine import DreamEngine
 from .watchdog import Heartbeat
+
+if TYPE_CHECKING:
+    from .motion import TemporalDream
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +69,8 @@ class Dream:
     steps_per_second: float      # dream steps actually done per second of wall time
     size: tuple[int, int]
     info: dict                   # engine.info: layer, backend, device, precision, ...
+    blend: float = 1.0           # motion response: multiplies the operator's blend
+    preset_due: bool = False     # attract mode asks for the next preset
 
 
 def fit_aspect(size: tuple[int, int], aspect: float) -> tuple[int, int]:
@@ -178,6 +183,7 @@ def noise_image(size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
 
 EngineFactory = Callable[[tuple[int, int], DreamSettings], DreamEngine]
 FlowFn = Callable[[np.ndarray, tuple[int, int]], "np.ndarray | None"]
+TemporalFactory = Callable[[DreamEngine], "TemporalDream"]  # live.motion: flow + motion around an engine
 
 
 class Dreamer(threading.Thread):
@@ -192,7 +198,7 @@ class Dreamer(threading.Thread):
     def __init__(self, make_engine: EngineFactory, frames: Slot[Frame], settings: SettingsSource,
                  size: tuple[int, int], steps_per_frame: int = 1, target_steps_per_second: float = 8.0,
                  adaptive: bool = True, flow: FlowFn | None = None, seed: int = 0,
-                 aspect: float | None = None):
+                 aspect: float | None = None, temporal: TemporalFactory | None = None):
         super().__init__(name="dreamer", daemon=True)
         self.make_engine = make_engine
         self.frames = frames
@@ -202,6 +208,8 @@ class Dreamer(threading.Thread):
         start = fit_aspect(self.base_size, aspect) if aspect else self.base_size
         self.adaptive = AdaptiveSize(start, target_steps_per_second, adaptive)
         self.flow = flow
+        self.make_temporal = temporal
+        self._temporal = None  # live.motion.TemporalDream around the current engine
         self.dreams: Slot[Dream] = Slot()
         self.engine: DreamEngine | None = None
         self.heartbeat = Heartbeat()       # beaten every loop; the watchdog reads it
@@ -232,7 +240,8 @@ class Dreamer(threading.Thread):
         self._abandoned = True
         self._stop_event.set()
         new = Dreamer(self.make_engine, self.frames, self.settings, self.base_size, self.steps_per_frame,
-                      self.adaptive.target, self.adaptive.enabled, self.flow)
+                      self.adaptive.target, self.adaptive.enabled, self.flow,
+                      temporal=self.make_temporal)
         new.adaptive, new.dreams, new._rng, new._shape = self.adaptive, self.dreams, self._rng, self._shape
         new.faults, new.steps, new._number = self.faults, self.steps, self._number
         new.restarts = self.restarts + 1
@@ -269,6 +278,7 @@ class Dreamer(threading.Thread):
                     eng.configure(step_size=s.strength)
         if old is not None and s.reset != old.reset:
             eng.reset()
+            self._temporal = None  # fresh flow history and motion state too
             self._feedback = None
         if s.noise and (old is None or not old.noise):
             eng.reset()
@@ -340,8 +350,15 @@ class Dreamer(threading.Thread):
         img = self._input(frame, s)
         if self._slow_next:
             self.heartbeat.expect(SLOW_STEP_GRACE)
-        flow = self.flow(img, eng.size) if self.flow is not None else None
-        out = eng.dream(img, flow=flow) if flow is not None else eng.dream(img)
+        blend, preset_due = 1.0, False
+        if self.make_temporal is not None and not (s.zoom or s.noise):
+            if self._temporal is None or self._temporal.engine is not eng:
+                self._temporal = self.make_temporal(eng)
+            out, motion = self._temporal(img)  # flow warp, motion response, attract mode
+            blend, preset_due = motion.blend, motion.preset_due
+        else:
+            flow = self.flow(img, eng.size) if self.flow is not None else None
+            out = eng.dream(img, flow=flow) if flow is not None else eng.dream(img)
         self.heartbeat.beat()
         self._slow_next = False
         w, h = eng.size
@@ -355,7 +372,8 @@ class Dreamer(threading.Thread):
         if s.zoom or s.noise:
             self._feedback = out
         self._number += 1
-        dream = Dream(out, self._number, frame, eng.last_ms, self._rate(), (w, h), eng.info)
+        dream = Dream(out, self._number, frame, eng.last_ms, self._rate(), (w, h), eng.info,
+                      blend, preset_due)
         self._publish(dream)
         if eng.last_ms > 0:
             new_size = self.adaptive.update(1000.0 * self.steps_per_frame / eng.last_ms)
