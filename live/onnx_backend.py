@@ -260,10 +260,13 @@ _FINGERPRINTS: dict[int, str] = {}
 
 
 def weights_fingerprint(backbone: Backbone) -> str:
-    """Short hash of the weights (fused or not, fine-tuned or not: they are the graph's constants)."""
+    """Short hash of the network's code and weights (fused or not, fine-tuned or not: they
+    are the graph's constants)."""
     key = id(backbone.net)
     if key not in _FINGERPRINTS:
+        import inspect
         h = hashlib.blake2b(digest_size=8)
+        h.update(inspect.getsource(inspect.getmodule(type(backbone.net))).encode())  # the architecture
         for name, t in backbone.net.state_dict().items():
             h.update(name.encode())
             h.update(t.detach().cpu().contiguous().numpy().tobytes())
