@@ -25,7 +25,7 @@ from .prior import GRAD_NORMS, jitter_offsets, normalize_grad, roll
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-BACKENDS = ("torch", "onnx", "auto")
+BACKENDS = ("torch", "onnx", "compile", "auto")
 _DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -211,7 +211,7 @@ class DreamEngine:
 
     def _ensure_step(self) -> Callable:
         key = (self.layer, self.objective, self.precision, self.backend, self.grad_norm,
-               self.size if self.backend == "onnx" else None)
+               self.size if self.backend in ("onnx", "compile") else None)
         if key != self._key:
             self.close()
             objective = self._parse(self.objective, self.layer)
@@ -223,6 +223,9 @@ class DreamEngine:
                 from .onnx_backend import onnx_step
                 self._step = onnx_step(self.backbone, step, self.layer, self.objective, self.size,
                                        self.grad_norm)
+            elif self.backend == "compile":  # eager until the compiled step is ready
+                from .compiled_backend import compiled_step
+                self._step = compiled_step(self.backbone, step, self.size)
             else:
                 self._step = step
             self._key = key
@@ -250,9 +253,9 @@ class DreamEngine:
         return _PRECISION_CACHE[key]
 
     def _pick_backend(self) -> str:
-        """Torch or ONNX Runtime, whichever measures faster for these settings."""
+        """Torch, ONNX Runtime or compiled torch, whichever measures faster for these settings."""
         timings = {}
-        for b in ("torch", "onnx"):
+        for b in ("torch", "onnx", "compile"):
             self.backend = b
             self._key = None
             try:
@@ -267,6 +270,8 @@ class DreamEngine:
         w, h = self.size
         x = torch.rand(1, 3, h, w, device=self.device).contiguous(memory_format=torch.channels_last)
         step = self._ensure_step()
+        if hasattr(step, "wait") and not step.wait(timeout=600):  # time the compiled step, not its fallback
+            raise RuntimeError("the compiled step is not available")
         step(x, self.step_size)  # warm-up
         times = []
         for _ in range(n):

@@ -20,10 +20,14 @@ def dreams(eng: DreamEngine, photo: np.ndarray, frames: int = 5) -> tuple[float,
     return before, eng.objective_value(out)
 
 
-@pytest.mark.parametrize("backend, precision", [("torch", "fp32"), ("torch", "bf16"), ("onnx", "fp32")])
+@pytest.mark.parametrize("backend, precision", [("torch", "fp32"), ("torch", "bf16"), ("onnx", "fp32"),
+                                                ("compile", "fp32")])
 def test_backend_raises_the_objective(backbone, photo, onnx_cache, backend, precision):
     eng = DreamEngine(backbone, "blocks.10", size=SIZE, backend=backend, precision=precision, seed=0)
     try:
+        if backend == "compile":  # dream with the compiled step, not the eager stand-in
+            eng.objective_value(photo)
+            assert eng._step.wait(timeout=600), eng._step.error
         before, after = dreams(eng, photo)
         assert after > 2 * before, (backend, precision, before, after)
         assert eng.info["backend"] == backend
@@ -44,10 +48,26 @@ def test_onnx_backend_dreams_like_torch(backbone, photo, onnx_cache):
     assert diff.mean() < 0.05 and diff.max() <= 8  # grey levels
 
 
+def test_compiled_step_matches_eager_and_stands_in_while_compiling(backbone):
+    from live.compiled_backend import CompiledStep
+    step = ob.dream_step(backbone, "blocks.10")
+    try:
+        compiled = CompiledStep(backbone, step, SIZE, background=True)
+        x = torch.rand(1, 3, SIZE[1], SIZE[0]).contiguous(memory_format=torch.channels_last)
+        with torch.no_grad():
+            early = compiled(x, 0.02)  # eager until ready: same numbers either way
+            assert compiled.wait(timeout=600), compiled.error
+            d = (compiled(x, 0.02) - step(x, 0.02)).abs()
+        assert early.shape == x.shape
+        assert d.mean().item() < 1e-5 and d.max().item() < 0.04
+    finally:
+        step.tap.close()
+
+
 def test_auto_picks_a_backend_and_reports_it(backbone, photo, onnx_cache):
     eng = DreamEngine(backbone, "blocks.10", size=SIZE, backend="auto", precision="fp32", seed=0)
     try:
-        assert eng.backend in ("torch", "onnx") and eng.info["backend"] == eng.backend
+        assert eng.backend in ("torch", "onnx", "compile") and eng.info["backend"] == eng.backend
         before, after = dreams(eng, photo, frames=4)
         assert after > before
     finally:

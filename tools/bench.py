@@ -49,7 +49,7 @@ class Row:
     layer: str
     depth: str                 # shallow | default | deep
     size: str
-    method: str                # naive | torch | onnx | torch-compile
+    method: str                # naive | torch | onnx | compile (engine backends)
     precision: str
     ms: float = float("nan")   # median ms per dream() call (one step)
     ms_p25: float = float("nan")
@@ -81,9 +81,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", help="comma-separated layers (default: shallow, default and deep of the model)")
     p.add_argument("--rounds", type=int, help="interleaved timing rounds (default 7, quick 4)")
     p.add_argument("--steps", type=int, default=3, help="timed calls per method per round (default 3)")
-    p.add_argument("--compile", action="store_true",
-                   help="also time torch.compile (inductor) on the traced step: a candidate the engine "
-                        "does not use; compiling takes about a minute per layer and size")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
 
@@ -180,15 +177,11 @@ def count_flops(fn: Callable[[], object]) -> float:
     return counter.get_total_flops() / 1e9
 
 
-def methods_for(device: torch.device, compile_: bool) -> list[tuple[str, str]]:
-    """(method, precision): every backend with each precision that exists on the device."""
-    if device.type == "cuda":
-        out = [("torch", "fp32"), ("torch", "fp16"), ("onnx", "fp32")]
-    else:
-        out = [("torch", "fp32"), ("torch", "bf16"), ("onnx", "fp32")]
-    if compile_:
-        out.append(("torch-compile", "fp32"))
-    return [(NAIVE, "fp32")] + out
+def methods_for(device: torch.device) -> list[tuple[str, str]]:
+    """(method, precision): every backend with each precision that exists on the device
+    (the ONNX and compiled steps are fp32 graphs)."""
+    half = "fp16" if device.type == "cuda" else "bf16"
+    return [(NAIVE, "fp32"), ("torch", "fp32"), ("torch", half), ("onnx", "fp32"), ("compile", "fp32")]
 
 
 class Bench:
@@ -209,9 +202,6 @@ class Bench:
                 if method == NAIVE:
                     fn = naive_step(self.naive_backbone, layer, random.Random(0))
                     calls[key] = lambda fn=fn: fn(frame)
-                elif method == "torch-compile":
-                    calls[key], secs = self._compiled(layer, size, closers)
-                    notes[key] = f"compile {secs:.0f} s; not used by the engine"
                 else:
                     if method == "onnx" and not ob.cache_path(self.backbone, layer, "amplify", size, "mean").is_file():
                         tqdm.write(f"exporting the ONNX step for {layer} at {size[0]}x{size[1]} (first use, cached)")
@@ -219,7 +209,13 @@ class Bench:
                                       step_size=STEP_SIZE, jitter=JITTER, seed=0)
                     closers.append(eng.close)
                     calls[key] = lambda eng=eng: eng.dream(frame)
-                for _ in range(2):  # warm-up: builds the step; first-call allocations, oneDNN caches
+                calls[key]()  # builds the step
+                if method == "compile":
+                    t0 = time.perf_counter()
+                    if not eng._step.wait(timeout=900):
+                        raise RuntimeError(f"torch.compile failed: {eng._step.error}")
+                    notes[key] = f"compiled in {time.perf_counter() - t0:.0f} s"
+                for _ in range(2):  # warm-up: first-call allocations, oneDNN caches
                     calls[key]()
                 if method == "onnx":
                     notes[key] = getattr(eng._step, "providers", ["?"])[0].replace("ExecutionProvider", " EP")
@@ -228,28 +224,6 @@ class Bench:
                 notes[key] = f"failed: {exc}"
                 calls.pop(key, None)
         return calls, closers
-
-    def _compiled(self, layer: str, size: tuple[int, int], closers: list) -> tuple[Callable, float]:
-        w, h = size
-        step = ob.dream_step(self.backbone, layer)
-        closers.append(step.tap.close)
-        gm = ob.trace_step(step, size, self.backbone.device)
-        compiled = torch.compile(gm)
-        x = torch.rand(1, 3, h, w, device=self.backbone.device)
-        s = torch.tensor(STEP_SIZE, device=self.backbone.device)
-        t0 = time.perf_counter()
-        with torch.no_grad():
-            compiled(x, s)
-        secs = time.perf_counter() - t0
-
-        def call():
-            with torch.no_grad():
-                out = compiled(x, s)
-            if out.device.type == "cuda":
-                torch.cuda.synchronize()
-            return out
-
-        return call, secs
 
     def time_all(self, calls: dict[str, Callable], bar: tqdm) -> dict[str, list[float]]:
         """Interleaved rounds: each method runs `steps` calls per round."""
@@ -295,7 +269,7 @@ def verdict(rows: list[Row]) -> dict | None:
     size = f"{TARGET['size'][0]}x{TARGET['size'][1]}"
     combo = [r for r in rows if r.size == size and r.layer == TARGET["layer"] and r.times]
     naive = [r for r in combo if r.method == NAIVE]
-    engine = [r for r in combo if r.method in ("torch", "onnx")]
+    engine = [r for r in combo if r.method != NAIVE]
     if not naive or not engine:
         return None
     best = min(engine, key=lambda r: r.ms)
@@ -415,7 +389,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if load_before and load_before[0] > 0.5 * facts["usable_cpus"]:
         print(f"note: load average {load_before} — other work is running; absolute times will be noisy")
 
-    methods = methods_for(backbone.device, args.compile)
+    methods = methods_for(backbone.device)
     bench = Bench(backbone, naive_backbone, rounds, args.steps)
     combos = [(layer, depth, size) for size in sizes for layer, depth in layers]
     rows: list[Row] = []
