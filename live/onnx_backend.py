@@ -24,6 +24,7 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Callable
 
@@ -456,7 +457,18 @@ def export_step(backbone: Backbone, step: torch.nn.Module, size: tuple[int, int]
     except BaseException:
         path.unlink(missing_ok=True)
         raise
+    if path.parent == EXPORT_DIR:
+        _prune_stale(path)
     return Exported(path, report, time.perf_counter() - t0)
+
+
+def _prune_stale(path: Path) -> None:
+    """Drop cached exports of the same step made by older code or weights (same readable
+    name, other hash): they can never be hit again and are megabytes each."""
+    stem = path.stem.rsplit("-", 1)[0]
+    for old in path.parent.glob(f"{glob_escape(stem)}-*.onnx"):
+        if old != path and old.stem.rsplit("-", 1)[0] == stem:
+            old.unlink(missing_ok=True)
 
 
 def onnx_step(backbone: Backbone, step: torch.nn.Module, layer: str, objective: str,

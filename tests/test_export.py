@@ -93,3 +93,13 @@ def test_cli_bad_input_is_one_line_and_exit_2(args, words, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert words in err and len(err.splitlines()) == 1 and "Traceback" not in err
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_new_export_prunes_stale_versions_of_the_same_step(tmp_path):
+    keep = tmp_path / "efficientnet_lite0_blocks.10_amplify_160x120_mean-aaaaaaaaaaaa.onnx"
+    stale = tmp_path / "efficientnet_lite0_blocks.10_amplify_160x120_mean-bbbbbbbbbbbb.onnx"
+    other = tmp_path / "efficientnet_lite0_blocks.10_amplify_320x240_mean-cccccccccccc.onnx"
+    for p in (keep, stale, other):
+        p.write_bytes(b"x")
+    ob._prune_stale(keep)
+    assert keep.exists() and other.exists() and not stale.exists()
