@@ -10,51 +10,18 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # keep the console to 
 
 import argparse
 import logging
-import math
 import sys
 import time
 from pathlib import Path
 
-from . import logs
+from .cli import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, Parser, UsageError, positive, positive_int, user_errors
+from .supervision import logs
 
 log = logging.getLogger("live")
 
-EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 VIDEO_SUFFIXES = (".mp4", ".avi")
 HEADLESS_HINT = "python -m live --headless --frames 150 --record out/dreamcam.mp4"
 KIOSK_DISPLAY_WAIT = 60.0   # seconds a kiosk waits for the desktop at boot before giving up
-
-
-class UsageError(ValueError):
-    """A wrong flag or combination of flags."""
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse, but a mistake is one line (not the usage dump) and exit code 2 through
-    main()'s return value, like every other bad input."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{message} (python -m live --help lists the flags)")
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
-    return value
 
 
 def parser() -> argparse.ArgumentParser:
@@ -65,7 +32,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--source", help="camera index, video or image path, clouds, or auto (default: source.source)")
     p.add_argument("--window", action="store_true", help="a window instead of fullscreen")
     p.add_argument("--kiosk", action="store_true", help="kiosk mode: only Ctrl+Shift+Q quits, presets on a timer")
-    p.add_argument("--seconds", type=positive_float,
+    p.add_argument("--seconds", type=positive,
                    help="quit by itself after this many seconds (demos, measurements, soak runs)")
     p.add_argument("--headless", action="store_true", help="no window: record a video (needs --record)")
     p.add_argument("--frames", type=positive_int, default=150, help="headless: frames to record (default 150)")
@@ -97,7 +64,7 @@ def check_args(args: argparse.Namespace) -> None:
 def wait_for_display(kiosk: bool) -> str | None:
     """None when a window can be opened; a kiosk starting at boot may be ahead of its
     desktop, so it keeps asking for a while before saying why not."""
-    from .render import display_problem
+    from .window import display_problem
 
     deadline = time.monotonic() + (KIOSK_DISPLAY_WAIT if kiosk else 0.0)
     while True:
@@ -122,11 +89,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {problem}; record headless instead: {HEADLESS_HINT}", file=sys.stderr)
             return EXIT_BAD_INPUT
     try:
-        import models
         from . import config
-        from .app import App, check_output
-        from .capture import SourceError
-        from .objectives import ObjectiveError
+        from .app import App
+        from .dream.files import check_output
+        from .headless import run_headless
+        from .sources import SourceError
+        from .windowed import run_window
+        bad_input = (*user_errors(), SourceError, logs.LogFileError)
     except Exception:
         log.exception("unexpected failure while loading")
         return EXIT_FAILURE
@@ -146,9 +115,9 @@ def main(argv: list[str] | None = None) -> int:
                 check_output(args.png, "--png")
         app = App(cfg, args.source)
         if args.headless:
-            return app.run_headless(args.frames, args.record, args.png, args.seconds)
-        return app.run_window(args.seconds)
-    except (config.ConfigError, SourceError, models.ModelError, ObjectiveError, logs.LogFileError) as exc:
+            return run_headless(app, args.frames, args.record, args.png, args.seconds)
+        return run_window(app, args.seconds)
+    except bad_input as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

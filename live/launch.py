@@ -10,7 +10,7 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # keep the console to 
 import sys
 
 from .__main__ import main as live_main
-from .render import display_problem
+from .window import display_problem
 
 OUT_VIDEO = "out/dreamcam.mp4"
 OUT_STILL = "out/dreamcam.png"

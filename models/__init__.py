@@ -37,6 +37,8 @@ class Backbone:
     device: torch.device
     _mean: torch.Tensor = field(init=False, repr=False)
     _std: torch.Tensor = field(init=False, repr=False)
+    _channels: dict[str, int] | None = field(default=None, init=False, repr=False)
+    _fingerprint: str | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._mean = torch.tensor(self.mean, device=self.device).view(1, 3, 1, 1)
@@ -54,6 +56,39 @@ class Backbone:
         if layer not in self.layers:
             raise ModelError(f"layer '{layer}' does not exist in {self.name}; "
                              f"valid layers: {', '.join(self.layers)}")
+
+    def channels(self, layer: str) -> int:
+        """Feature maps of a dreamable layer (measured once by a small forward pass), so
+        `channel:N` beyond a layer's width is refused with one line, not an IndexError."""
+        self.check_layer(layer)
+        if self._channels is None:
+            counts: dict[str, int] = {}
+            side = max(64, *self.input_size)
+            handles = [self.net.get_submodule(name).register_forward_hook(
+                           lambda _m, _i, out, name=name: counts.__setitem__(name, int(out.shape[1])))
+                       for name in self.layers]
+            try:
+                with torch.no_grad():
+                    self.net(self.normalize(torch.zeros(1, 3, side, side, device=self.device)))
+            finally:
+                for h in handles:
+                    h.remove()
+            self._channels = counts
+        return self._channels[layer]
+
+    def fingerprint(self) -> str:
+        """Short hash of the network's code and weights (its content, not its identity:
+        a cached export made from other weights is never mistaken for this one's)."""
+        if self._fingerprint is None:
+            import hashlib
+            import inspect
+            h = hashlib.blake2b(digest_size=8)
+            h.update(inspect.getsource(inspect.getmodule(type(self.net))).encode())
+            for name, t in self.net.state_dict().items():
+                h.update(name.encode())
+                h.update(t.detach().cpu().contiguous().numpy().tobytes())
+            self._fingerprint = h.hexdigest()
+        return self._fingerprint
 
     def class_index(self, name_or_index: str | int) -> int:
         """ImageNet class by index or (case-insensitive, unique-prefix) name."""

@@ -1,19 +1,42 @@
-"""Shared fixtures: the real packaged network (loaded once) and synthetic pictures.
-Tests never read ../shared: users who clone the project do not have it."""
+"""The one conftest: the real packaged network (loaded once), pictures and clips made
+here (tests never read ../shared: a clone does not have it), small engine factories,
+and the guards every test runs under: no forward hook may outlive its test, and the
+user's cache folder is never touched (exports go to a temporary XDG_CACHE_HOME)."""
 from __future__ import annotations
 
+import gc
 import os
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Callable
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+_CACHE = tempfile.mkdtemp(prefix="dreamcam-test-cache-")
+os.environ["XDG_CACHE_HOME"] = _CACHE  # before anything reads it
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
 import models
+from live.dream import DreamEngine
+from live.dream.images import natural_picture
 
 torch.set_num_threads(max(1, os.cpu_count() or 1))
+
+ONNX_SIZE = (160, 120)     # the one ONNX export the suite makes (blocks.10, amplify, default grad_norm)
+ONNX_LAYER = "blocks.10"
+ONNX_NORM = "laplacian"    # DreamSettings' default, so engines with default settings hit the cache
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    shutil.rmtree(_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -21,32 +44,101 @@ def backbone() -> models.Backbone:
     return models.load("efficientnet_lite0", device="cpu")
 
 
-def natural_image(width: int = 320, height: int = 240, seed: int = 0) -> np.ndarray:
-    """A photo-like test picture: 1/f colour noise (the spectrum of natural images) with
-    a few soft shapes, so the network sees edges and textures rather than flat colour."""
-    rng = np.random.default_rng(seed)
-    fy = np.fft.fftfreq(height)[:, None]
-    fx = np.fft.fftfreq(width)[None, :]
-    radius = np.sqrt(fx ** 2 + fy ** 2)
-    radius[0, 0] = 1.0
+def _hooks(bb: models.Backbone) -> int:
+    return sum(len(m._forward_hooks) for m in bb.net.modules())
 
-    def plane(power: float) -> np.ndarray:
-        spectrum = (rng.normal(size=(height, width)) + 1j * rng.normal(size=(height, width))) / radius ** power
-        p = np.real(np.fft.ifft2(spectrum))
-        return (p - p.mean()) / (p.std() + 1e-8)
 
-    light = plane(1.6)  # shared luminance, the way real scenes vary
-    tint = rng.uniform(0.3, 0.7, size=3)
-    img = tint + 0.18 * light[..., None] + 0.06 * np.stack([plane(2.0) for _ in range(3)], -1)
-    yy, xx = np.mgrid[0:height, 0:width]
-    for _ in range(4):
-        cy, cx = rng.uniform(0, height), rng.uniform(0, width)
-        r = rng.uniform(0.1, 0.3) * min(width, height)
-        mask = ((yy - cy) ** 2 + (xx - cx) ** 2) < r ** 2
-        img[mask] = img[mask] * 0.5 + rng.uniform(0, 1, size=3) * 0.5
-    return (np.clip(img, 0, 1) * 255).astype(np.uint8)
+@pytest.fixture(autouse=True)
+def no_hook_leaks(request):
+    """Engines share the session's network: a test must take its hooks off again."""
+    yield
+    if "backbone" in request.fixturenames:
+        bb = request.getfixturevalue("backbone")
+        gc.collect()  # engines close their hooks when collected
+        assert _hooks(bb) == 0, f"{request.node.name} left {_hooks(bb)} forward hooks on the shared network"
 
 
 @pytest.fixture
 def photo() -> np.ndarray:
-    return natural_image()
+    return natural_picture(320, 240)
+
+
+def write_clip(path: Path, frames: int = 12, size: tuple[int, int] = (64, 48), fps: float = 20.0,
+               picture: Callable[[int], np.ndarray] | None = None) -> Path:
+    """A small video written here. By default frame i has blue 20*i (frames can be told
+    apart); `picture(i)` gives RGB frames instead."""
+    fourcc = "mp4v" if Path(path).suffix == ".mp4" else "MJPG"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, size)
+    assert writer.isOpened()
+    for i in range(frames):
+        if picture is None:
+            img = np.zeros((size[1], size[0], 3), np.uint8)
+            img[:] = (20 * i, 0, 200)  # BGR
+        else:
+            img = cv2.cvtColor(picture(i), cv2.COLOR_RGB2BGR)
+        writer.write(img)
+    writer.release()
+    return Path(path)
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
+    """Poll until `predicate()` holds; the timeout is only a safety net, never a measure."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def engine_factory(backbone: models.Backbone, built: list) -> Callable:
+    """A dreamer's make_engine: fp32, seeded, remembering what it built."""
+    def factory(size, s):
+        eng = DreamEngine(backbone, layer=s.layer, size=size, strength=s.strength, objective=s.objective,
+                          precision="fp32", seed=0)
+        built.append(eng)
+        return eng
+    return factory
+
+
+def feed(slot, stop: threading.Event, img: np.ndarray, period: float = 0.01) -> None:
+    """A stand-in camera: publish `img` into `slot` until `stop` is set."""
+    from live.capture import Frame
+
+    def run() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            slot.put(Frame(img, n, time.perf_counter(), "test"))
+            time.sleep(period)
+    threading.Thread(target=run, daemon=True).start()
+
+
+@pytest.fixture(scope="session")
+def exported(backbone):
+    """One fresh ONNX export per session in the temporary cache (so the exporter itself
+    is tested), and validated against PyTorch on the way."""
+    from live.dream.backends import onnx as ob
+    from live.dream.step import make_step
+    step = make_step(backbone, ONNX_LAYER, grad_norm=ONNX_NORM)
+    try:
+        path = ob.cache_path(backbone, ONNX_LAYER, "amplify", ONNX_SIZE, ONNX_NORM)
+        return ob.export_step(backbone, step, ONNX_SIZE, path)
+    finally:
+        step.close()
+
+
+@pytest.fixture
+def onnx_cache(exported) -> Path:
+    """The cache folder holding the session's export (the engine finds it there)."""
+    return exported.path.parent
+
+
+SMALL = ["dream.size=[96, 72]", "dream.precision=\"fp32\"", "render.width=160", "render.height=120",
+         "dream.adaptive=false"]
+
+
+def small_config(*more: str, path=None):
+    """config.toml with a small, fixed working size and fp32 (quick, repeatable), plus `more`."""
+    from live import config
+    return config.load(path, [*SMALL, *more])

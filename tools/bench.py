@@ -18,7 +18,6 @@ import logging
 import os
 import platform
 import random
-import re
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -30,17 +29,20 @@ import torch
 from tqdm import tqdm
 
 import models
-from live import onnx_backend as ob
-from live.engine import DreamEngine
-from live.prior import jitter_offsets, roll
-from tools.cli import fail, run
+from live.cli import Parser, UsageError, parse_size, run
+from live.dream import DreamEngine, DreamSettings
+from live.dream.backends.onnx import cache_path, cpu_threads
+from live.dream.backends.validate import sample_photo
+from live.dream.prior import jitter_offsets, roll
+from live.dream.step import make_step
 
 log = logging.getLogger("tools.bench")
 
 SIZES = ((160, 120), (320, 240), (640, 480))
 QUICK_SIZES = ((160, 120), (320, 240))
 TARGET = {"size": (320, 240), "layer": "blocks.10", "speedup": 2.5, "ms": 40.0}
-STEP_SIZE, JITTER = 0.012, 8
+STRENGTH, JITTER = DreamSettings.strength, DreamSettings.jitter  # the installation's defaults
+GRAD_NORM = DreamSettings.grad_norm
 NAIVE = "naive"
 
 
@@ -62,13 +64,8 @@ class Row:
     times: list[float] = field(default_factory=list, repr=False)
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, not argparse's usage dump
-        fail(f"{message} (see --help)")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m tools.bench", description=__doc__,
+    p = Parser(prog="python -m tools.bench", description=__doc__,
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true",
                    help="default layer at 160x120 and 320x240 only, fewer rounds (under two minutes)")
@@ -86,16 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_sizes(text: str) -> tuple[tuple[int, int], ...]:
-    out = []
-    for part in text.split(","):
-        m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", part)
-        if not m:
-            fail(f"--sizes '{part}' must be WIDTHxHEIGHT, e.g. 320x240")
-        w, h = int(m[1]), int(m[2])
-        if not (32 <= w <= 4096 and 32 <= h <= 4096):
-            fail(f"--sizes {w}x{h} is out of range (each side 32..4096)")
-        out.append((w, h))
-    return tuple(out)
+    return tuple(parse_size(part, "--sizes") for part in text.split(","))
 
 
 def pick_layers(backbone: models.Backbone, spec: str | None, quick: bool) -> list[tuple[str, str]]:
@@ -126,7 +114,7 @@ def machine_facts(device: torch.device) -> dict:
     except OSError:
         pass
     facts = {
-        "cpu": cpu, "logical_cpus": os.cpu_count(), "usable_cpus": ob.cpu_threads(),
+        "cpu": cpu, "logical_cpus": os.cpu_count(), "usable_cpus": cpu_threads(),
         "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
         "torch": torch.__version__, "onnxruntime": ort.__version__, "numpy": np.__version__,
         "platform": platform.platform(), "device": str(device),
@@ -162,7 +150,7 @@ def naive_step(backbone: models.Backbone, layer: str, rng: random.Random) -> Cal
             handle.remove()
         acts["a"].pow(2).mean().backward()
         g = x.grad
-        x = (x.detach() + STEP_SIZE * g / (g.abs().mean() + 1e-8)).clamp(0, 1)
+        x = (x.detach() + STRENGTH * g / (g.abs().mean() + 1e-8)).clamp(0, 1)
         x = roll(x, -dy, -dx)
         return (x[0] * 255).round().clamp(0, 255).byte().permute(1, 2, 0).cpu().numpy()
 
@@ -194,7 +182,7 @@ class Bench:
     def callables(self, layer: str, size: tuple[int, int], methods: list[tuple[str, str]],
                   notes: dict[str, str]) -> tuple[dict[str, Callable], list[Callable]]:
         """One ready-to-time callable per method (built and warmed here), and closers."""
-        frame = ob.natural_picture(size)
+        frame = sample_photo(size)
         calls, closers = {}, []
         for method, precision in methods:
             key = f"{method}/{precision}"
@@ -203,10 +191,10 @@ class Bench:
                     fn = naive_step(self.naive_backbone, layer, random.Random(0))
                     calls[key] = lambda fn=fn: fn(frame)
                 else:
-                    if method == "onnx" and not ob.cache_path(self.backbone, layer, "amplify", size, "mean").is_file():
+                    if method == "onnx" and not cache_path(self.backbone, layer, "amplify", size, GRAD_NORM).is_file():
                         tqdm.write(f"exporting the ONNX step for {layer} at {size[0]}x{size[1]} (first use, cached)")
                     eng = DreamEngine(self.backbone, layer, size=size, backend=method, precision=precision,
-                                      step_size=STEP_SIZE, jitter=JITTER, seed=0)
+                                      strength=STRENGTH, jitter=JITTER, seed=0)
                     closers.append(eng.close)
                     calls[key] = lambda eng=eng: eng.dream(frame)
                 calls[key]()  # builds the step
@@ -241,11 +229,11 @@ class Bench:
         """GFLOP per step: the engine's truncated step, and the naive full-network step."""
         w, h = size
         x = torch.rand(1, 3, h, w, device=self.backbone.device)
-        step = ob.dream_step(self.backbone, layer)
+        step = make_step(self.backbone, layer, grad_norm=GRAD_NORM)
         try:
-            engine_gflop = count_flops(lambda: step(x, STEP_SIZE))
+            engine_gflop = count_flops(lambda: step(x, STRENGTH))
         finally:
-            step.tap.close()
+            step.close()
         naive = naive_step(self.naive_backbone, layer, random.Random(0))
         frame = np.zeros((h, w, 3), np.uint8)
         return engine_gflop, count_flops(lambda: naive(frame))
@@ -375,7 +363,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sizes = parse_sizes(args.sizes) if args.sizes else (QUICK_SIZES if args.quick else SIZES)
     rounds = args.rounds or (4 if args.quick else 7)
     if rounds < 1 or args.steps < 1:
-        fail("--rounds and --steps must be at least 1")
+        raise UsageError("--rounds and --steps must be at least 1")
     out_dir = Path(args.out_dir or ("out/bench" if args.quick else "docs/bench"))
     json_path = Path(args.json) if args.json else out_dir / "bench.json"
 
@@ -416,7 +404,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     goal = verdict(rows)
     meta = {"quick": args.quick, "rounds": rounds, "steps": args.steps, "seconds": round(time.perf_counter() - t_start, 1),
             "date": time.strftime("%Y-%m-%d %H:%M"), "load_before": load_before, "load_after": load_average(),
-            "model": backbone.name, "step_size": STEP_SIZE, "jitter": JITTER}
+            "model": backbone.name, "strength": STRENGTH, "jitter": JITTER}
 
     print_table(rows)
     if goal:

@@ -19,7 +19,6 @@ import argparse
 import json
 import logging
 import random
-import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -31,9 +30,11 @@ from tqdm import tqdm
 
 import models
 from live import config
-from live.engine import DreamEngine
-from live.flow import PRESETS, warp_image
-from live.motion import MotionSettings, TemporalDream
+from live.cli import Parser, UsageError, finite, parse_size, run
+from live.dream import DreamEngine
+from live.dream.images import natural_picture
+from live.dream.temporal.coherent import TemporalDream
+from live.dream.temporal.flow import PRESETS, warp_image
 
 log = logging.getLogger("coherence")
 
@@ -42,27 +43,6 @@ MODES = ("fresh", "carry", "warp", "warp+motion")
 
 # -- scenes ----------------------------------------------------------------------------------
 
-def picture(width: int, height: int, seed: int = 0) -> np.ndarray:
-    """A photo-like textured picture: 1/f colour noise (the spectrum of natural images)
-    with soft discs, so the network has edges and texture to dream on everywhere."""
-    rng = np.random.default_rng(seed)
-    fy = np.fft.fftfreq(height)[:, None]
-    fx = np.fft.fftfreq(width)[None, :]
-    radius = np.sqrt(fx ** 2 + fy ** 2)
-    radius[0, 0] = 1.0
-
-    def plane(power: float) -> np.ndarray:
-        spec = (rng.normal(size=(height, width)) + 1j * rng.normal(size=(height, width))) / radius ** power
-        p = np.real(np.fft.ifft2(spec))
-        return (p - p.mean()) / (p.std() + 1e-8)
-
-    img = rng.uniform(0.3, 0.7, 3) + 0.18 * plane(1.6)[..., None] + 0.06 * np.stack([plane(2.0) for _ in range(3)], -1)
-    yy, xx = np.mgrid[0:height, 0:width]
-    for _ in range(max(4, width * height // 60000)):
-        cy, cx, r = rng.uniform(0, height), rng.uniform(0, width), rng.uniform(0.05, 0.15) * min(width, height)
-        mask = (yy - cy) ** 2 + (xx - cx) ** 2 < r ** 2
-        img[mask] = img[mask] * 0.5 + rng.uniform(0, 1, 3) * 0.5
-    return (np.clip(img, 0, 1) * 255).astype(np.uint8)
 
 
 def _noisy(img: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
@@ -161,18 +141,16 @@ class Row:
     pan_ratio: float       # warp error of the output / of the input
 
 
-def run_mode(engine: DreamEngine, mode: str, frames: list[np.ndarray], settings: MotionSettings,
-             fps: float, preset: str, denoise: float, motion: config.MotionConfig,
-             seed: int = 0) -> list[np.ndarray]:
+def run_mode(engine: DreamEngine, mode: str, frames: list[np.ndarray], cfg: config.Config,
+             fps: float, seed: int = 0) -> list[np.ndarray]:
     """Dream a sequence in one mode from a clean start; returns the output frames. Every
     mode goes through TemporalDream (same input denoising); `fresh` forgets the dream
     before each frame."""
     engine.reset()
     engine.warp = None
     engine._rng = random.Random(seed)  # the same jitter sequence in every mode
-    temporal = TemporalDream(engine, settings, use_flow=mode.startswith("warp"), use_motion=mode == "warp+motion",
-                             flow_preset=preset, denoise=denoise, fb_check=motion.fb_check,
-                             cut_confidence=motion.cut_confidence)
+    motion = replace(cfg.motion, flow=mode.startswith("warp"), enabled=mode == "warp+motion")
+    temporal = TemporalDream(engine, motion, replace(cfg.attract, enabled=False))
     outs = []
     for f in frames:
         if mode == "fresh":
@@ -216,14 +194,13 @@ def attract_demo(engine: DreamEngine, cfg: config.Config, src: np.ndarray, args:
     import matplotlib.pyplot as plt
 
     fps = args.fps
-    settings = replace(MotionSettings.from_config(cfg.motion, cfg.attract), attract=True, idle_seconds=2.0,
-                       fade_in=3.0, fade_out=1.0)
+    attract = replace(cfg.attract, enabled=True, idle_seconds=2.0, fade_in=3.0, fade_out=1.0)
     n_still, n_move = 90, 30
     frames = still_scene(src, n_still, args.capture, args.size, args.noise, args.seed)
     frames += pan_scene(src, n_move, args.capture, args.size, args.noise, (4.0, 1.0), args.seed + 1)
     engine.reset()
     engine._rng = random.Random(args.seed)
-    temporal = TemporalDream(engine, settings, flow_preset=cfg.motion.flow_preset, denoise=cfg.motion.denoise)
+    temporal = TemporalDream(engine, cfg.motion, attract)
     outs, weights = [], []
     for f in tqdm(frames, desc="attract", unit="frame"):
         o, st = temporal(f, dt=1.0 / fps)
@@ -232,7 +209,7 @@ def attract_demo(engine: DreamEngine, cfg: config.Config, src: np.ndarray, args:
     engine.warp = None
     change = [0.0] + [float(np.abs(a.astype(np.float32) - b).mean()) for a, b in zip(outs[1:], outs)]
     back = next(i for i in range(n_still, len(frames)) if weights[i] == 0.0) if 0.0 in weights[n_still:] else None
-    print(f"\nattract: idle after {settings.idle_seconds:.0f} s, full zoom at frame "
+    print(f"\nattract: idle after {attract.idle_seconds:.0f} s, full zoom at frame "
           f"{next((i for i, w in enumerate(weights) if w >= 1.0), None)}, motion at frame {n_still}, room back "
           f"(weight 0) at frame {back}; largest frame-to-frame change {max(change):.2f}/255 "
           f"(the still room: {np.mean(change[10:20]):.2f}, a pan step of the input: "
@@ -261,128 +238,114 @@ def attract_demo(engine: DreamEngine, cfg: config.Config, src: np.ndarray, args:
     print(f"wrote {out}/attract{tag}.jpg, attract_trace{tag}.png")
 
 
-def _size(text: str) -> tuple[int, int]:
-    w, _, h = text.lower().partition("x")
-    return int(w), int(h)
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def build_parser() -> Parser:
+    ap = Parser(prog="python -m tools.coherence", description=__doc__.split("\n\n")[0])
+    size = lambda text: parse_size(text)  # noqa: E731 - argparse shows the type's name
     ap.add_argument("--image", help="picture to build both scenes from (default: a procedural texture)")
-    ap.add_argument("--size", type=_size, default=(320, 240), help="working size WxH (default 320x240)")
-    ap.add_argument("--capture", type=_size, default=(640, 480), help="camera size the noise is added at")
-    ap.add_argument("--noise", type=float, default=3.0, help="sensor noise sigma, grey levels at capture size")
+    ap.add_argument("--size", type=size, default=(320, 240), help="working size WxH (default 320x240)")
+    ap.add_argument("--capture", type=size, default=(640, 480), help="camera size the noise is added at")
+    ap.add_argument("--noise", type=finite, default=3.0, help="sensor noise sigma, grey levels at capture size")
     ap.add_argument("--frames", type=int, default=48, help="frames per scene and mode")
     ap.add_argument("--warm", type=int, default=24, help="frames of warm-up before measuring")
     ap.add_argument("--speed", default="2.4,0.7", help="pan speed dx,dy in working pixels per frame")
-    ap.add_argument("--fps", type=float, default=10.0, help="dream frames per second (for the motion response)")
-    ap.add_argument("--layer", default=None)
-    ap.add_argument("--step-size", type=float, default=None, help="engine step size (default: the engine's)")
-    ap.add_argument("--decay", type=float, default=None)
-    ap.add_argument("--jitter", type=int, default=None)
-    ap.add_argument("--momentum", type=float, default=None)
-    ap.add_argument("--limit", type=float, default=None)
-    ap.add_argument("--grad-norm", default=None, choices=("mean", "laplacian"))
-    ap.add_argument("--denoise", type=float, default=None, help="input denoising 0..1 (default: config)")
+    ap.add_argument("--fps", type=finite, default=10.0, help="dream frames per second (for the motion response)")
     ap.add_argument("--config", default=None, help="config.toml to take the dream defaults from")
-    ap.add_argument("--flow-preset", default=None, choices=tuple(PRESETS), help="default: config")
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="override a config setting, e.g. --set dream.momentum=0.5 (repeatable)")
     ap.add_argument("--modes", default=",".join(MODES))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="docs/coherence", help="folder for the table JSON and contact sheets")
     ap.add_argument("--tag", default="", help="suffix for output file names")
     ap.add_argument("--attract", action="store_true", help="also run the idle attract-mode demo")
     ap.add_argument("--attract-only", action="store_true", help="only the attract-mode demo")
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    return ap
 
-    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    bad = [m for m in modes if m not in MODES]
-    if bad or args.warm >= args.frames - 2:
-        print(f"coherence: bad --modes {bad}" if bad else "coherence: --warm must be < --frames - 2", file=sys.stderr)
-        return 2
-    if args.image:
-        src = cv2.imread(args.image, cv2.IMREAD_COLOR)
-        if src is None:
-            print(f"coherence: cannot read --image {args.image}", file=sys.stderr)
-            return 2
-        src = cv2.cvtColor(src, cv2.COLOR_BGR2RGB)
-    else:
-        src = picture(960, 720, args.seed)
+
+def source_picture(args: argparse.Namespace) -> np.ndarray:
+    if not args.image:
+        return natural_picture(960, 720, args.seed)
+    src = cv2.imread(args.image, cv2.IMREAD_COLOR)
+    if src is None:
+        raise UsageError(f"cannot read --image {args.image}")
+    return cv2.cvtColor(src, cv2.COLOR_BGR2RGB)
+
+
+def measure(engine: DreamEngine, cfg: config.Config, src: np.ndarray, modes: list[str],
+            args: argparse.Namespace) -> tuple[list[Row], dict, dict]:
+    """Every mode on the same still and panning frames: the table and the outputs."""
     speed = tuple(float(v) for v in args.speed.split(","))
-
-    torch.manual_seed(args.seed)
-    backbone = models.load("efficientnet_lite0", device="cpu")
-    cfg = config.load(args.config)
-    d = cfg.dream
-    kw = {"layer": d.layer, "step_size": d.strength, "decay": d.decay, "jitter": d.jitter,
-          "grad_norm": d.grad_norm, "momentum": d.momentum, "limit": d.limit}
-    kw.update({k: v for k, v in (("layer", args.layer), ("step_size", args.step_size), ("decay", args.decay),
-                                 ("jitter", args.jitter), ("momentum", args.momentum), ("limit", args.limit),
-                                 ("grad_norm", args.grad_norm)) if v is not None})
-    engine = DreamEngine(backbone, size=args.size, precision="fp32", seed=args.seed, **kw)
-    settings = replace(MotionSettings.from_config(cfg.motion, cfg.attract), attract=False)
-    denoise = cfg.motion.denoise if args.denoise is None else args.denoise
-    preset = args.flow_preset or cfg.motion.flow_preset
-
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    tag = f"_{args.tag}" if args.tag else ""
-    if args.attract_only:
-        attract_demo(engine, cfg, src, args, out, tag)
-        return 0
-
     still = still_scene(src, args.frames, args.capture, args.size, args.noise, args.seed)
     pan = pan_scene(src, args.frames, args.capture, args.size, args.noise, speed, args.seed)
     flows = input_flows(pan)
-    in_flicker = flicker(still, args.warm)
     in_werr = warp_error(pan, flows, args.warm)
-
-    outs_still, outs_pan, rows = {}, {}, []
-    t0 = time.perf_counter()
+    outs_still, outs_pan = {"input": still}, {"input": pan}
+    rows = [Row("input", 0.0, flicker(still, args.warm), 0.0, in_werr, 1.0)]
     for mode in tqdm(modes, desc="modes", unit="mode"):
-        outs_still[mode] = run_mode(engine, mode, still, settings, args.fps, preset, denoise, cfg.motion, args.seed)
-        outs_pan[mode] = run_mode(engine, mode, pan, settings, args.fps, preset, denoise, cfg.motion, args.seed)
+        outs_still[mode] = run_mode(engine, mode, still, cfg, args.fps, args.seed)
+        outs_pan[mode] = run_mode(engine, mode, pan, cfg, args.fps, args.seed)
         werr = warp_error(outs_pan[mode], flows, args.warm)
         rows.append(Row(mode, strength(outs_still[mode], still, args.warm), flicker(outs_still[mode], args.warm),
                         strength(outs_pan[mode], pan, args.warm), werr, werr / max(in_werr, 1e-6)))
-    secs = time.perf_counter() - t0
+    return rows, outs_still, {"outs": outs_pan, "flows": flows}
 
-    e = engine
-    print(f"\nengine: {e.layer}, step {e.step_size}, decay {e.decay}, jitter {e.jitter}, {e.grad_norm}, "
-          f"momentum {e.momentum}, limit {e.limit}, denoise {denoise}, {args.size[0]}x"
-          f"{args.size[1]}, sensor noise {args.noise}/255 at {args.capture[0]}x{args.capture[1]}, "
-          f"pan {speed} px/frame, {args.frames} frames ({args.warm} warm-up), {secs:.0f} s")
+
+def print_table(rows: list[Row]) -> None:
     print("values in grey levels (x/255)")
     head = f"{'mode':<12} {'still strength':>14} {'still flicker':>13} {'pan strength':>12} {'pan warp err':>12} {'vs input':>9}"
     print(head)
     print("-" * len(head))
-    print(f"{'input':<12} {0:>14.2f} {in_flicker:>13.2f} {0:>12.2f} {in_werr:>12.2f} {1:>8.2f}x")
     for r in rows:
         print(f"{r.mode:<12} {r.still_strength:>14.2f} {r.still_flicker:>13.2f} {r.pan_strength:>12.2f} "
               f"{r.pan_warp_error:>12.2f} {r.pan_ratio:>8.2f}x")
 
-    report = {"settings": {**{k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items()},
-                           "layer": e.layer, "step_size": e.step_size, "decay": e.decay, "jitter": e.jitter,
-                           "grad_norm": e.grad_norm, "momentum": e.momentum, "limit": e.limit, "denoise": denoise},
-              "input": {"still_flicker": in_flicker, "pan_warp_error": in_werr},
-              "rows": [asdict(r) for r in rows]}
-    (out / f"coherence{tag}.json").write_text(json.dumps(report, indent=2))
 
+def write_sheets(outs_still: dict, pan: dict, args: argparse.Namespace, out: Path, tag: str) -> None:
     start, cols = args.frames - 6, 5
     t = args.frames - 1
-    still_rows = {"input": still, **outs_still}
-    still_extra = {k: _heat(np.abs(v[t].astype(np.float32) - v[t - 1]).mean(-1), 16) for k, v in still_rows.items()}
-    sheet = contact_sheet(still_rows, start, cols, still_extra, "|f(t)-f(t-1)| x16")
+    still_extra = {k: _heat(np.abs(v[t].astype(np.float32) - v[t - 1]).mean(-1), 16) for k, v in outs_still.items()}
+    sheet = contact_sheet(outs_still, start, cols, still_extra, "|f(t)-f(t-1)| x16")
     cv2.imwrite(str(out / f"still{tag}.jpg"), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
-    pan_rows = {"input": pan, **outs_pan}
-    pan_extra = {k: _heat(warp_error_map(v[t - 1], v[t], flows[t][0]) * flows[t][1], 8) for k, v in pan_rows.items()}
-    sheet = contact_sheet(pan_rows, start, cols, pan_extra, "warp error x8")
+    flows = pan["flows"]
+    pan_extra = {k: _heat(warp_error_map(v[t - 1], v[t], flows[t][0]) * flows[t][1], 8) for k, v in pan["outs"].items()}
+    sheet = contact_sheet(pan["outs"], start, cols, pan_extra, "warp error x8")
     cv2.imwrite(str(out / f"pan{tag}.jpg"), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
-    print(f"wrote {out}/coherence{tag}.json, still{tag}.jpg, pan{tag}.jpg")
-    if args.attract:
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    bad = [m for m in modes if m not in MODES]
+    if bad:
+        raise UsageError(f"--modes {', '.join(bad)}: choose from {', '.join(MODES)}")
+    if args.warm >= args.frames - 2:
+        raise UsageError("--warm must be below --frames - 2")
+    src = source_picture(args)
+    torch.manual_seed(args.seed)
+    cfg = config.load(args.config, args.set)
+    backbone = models.load(cfg.dream.model, device="cpu")
+    engine = DreamEngine(backbone, settings=cfg.dream, size=args.size, precision="fp32", seed=args.seed)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tag = f"_{args.tag}" if args.tag else ""
+    if not args.attract_only:
+        t0 = time.perf_counter()
+        rows, outs_still, pan = measure(engine, cfg, src, modes, args)
+        e = engine
+        print(f"\nengine: {e.layer}, strength {e.strength}, decay {e.decay}, jitter {e.jitter}, {e.grad_norm}, "
+              f"momentum {e.momentum}, limit {e.limit}, denoise {cfg.motion.denoise}, {args.size[0]}x"
+              f"{args.size[1]}, sensor noise {args.noise}/255 at {args.capture[0]}x{args.capture[1]}, "
+              f"{args.frames} frames ({args.warm} warm-up), {time.perf_counter() - t0:.0f} s")
+        print_table(rows)
+        report = {"settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items()},
+                  "dream": asdict(cfg.dream), "motion": asdict(cfg.motion), "rows": [asdict(r) for r in rows]}
+        (out / f"coherence{tag}.json").write_text(json.dumps(report, indent=2))
+        write_sheets(outs_still, pan, args, out, tag)
+        print(f"wrote {out}/coherence{tag}.json, still{tag}.jpg, pan{tag}.jpg")
+    if args.attract or args.attract_only:
         attract_demo(engine, cfg, src, args, out, tag)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import re
 import sys
 import time
 from dataclasses import dataclass
@@ -24,11 +22,12 @@ import numpy as np
 from tqdm import tqdm
 
 import models
-from live.clouds import clouds
-from live.objectives import ObjectiveError
-from models import ModelError
+from live.cli import PICTURE_MAX, Parser, UsageError, finite, parse_size, user_errors
+from live.dream.clouds import clouds
+from live.dream.files import atomic, check_output as check_writable
+from live.dream.images import noise, zoom
+from live.dream.offline import Interrupted, OfflineSettings, Renderer, total_steps
 from . import targets
-from .render import DreamSettings, Interrupted, Renderer, noise, total_steps, zoom
 from .sheet import contact_sheet, spread
 
 log = logging.getLogger("tools.dream")
@@ -39,26 +38,17 @@ DEFAULT_SIZE = (640, 480)  # for noise and clouds without --size
 JPEG_QUALITY = 92
 
 # Defaults per kind of render; any option given on the command line wins.
-STILL = DreamSettings()
+STILL = OfflineSettings()
 # Class dreams from noise need the whole prior: random rescales, Laplacian normalisation,
 # more octaves and steps, so the picture keeps saying "banana" when cropped or resized.
-CLASS = DreamSettings(octaves=4, octave_scale=1.5, iterations=40, step_size=0.015, jitter=16,
+CLASS = OfflineSettings(octaves=4, octave_scale=1.5, iterations=40, strength=0.015, jitter=16,
                       scale_jitter=0.15, grad_norm="laplacian", smooth=1.0, decorrelate=1.0)
 # Zoom frames after the first: the picture already dreams, a few steps keep it growing.
-FRAME = DreamSettings(octaves=2, iterations=5)
-
-
-class UsageError(ValueError):
-    """Bad arguments or files: one line on stderr, exit code 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, not argparse's usage dump
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+FRAME = OfflineSettings(octaves=2, iterations=5)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m tools.dream", description=__doc__.split("\n\n")[0],
+    p = Parser(prog="python -m tools.dream", description=__doc__.split("\n\n")[0],
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("input", metavar="IN", help="picture path, 'noise' or 'clouds'")
     p.add_argument("output", metavar="OUT", help="picture (.png/.jpg) or video (.mp4, with --zoom-frames)")
@@ -74,14 +64,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", default="auto", help="auto | cpu | cuda")
     g = p.add_argument_group("the prior (defaults depend on the kind of render)")
     g.add_argument("--octaves", type=int, help=f"image pyramid levels (still {STILL.octaves}, class {CLASS.octaves})")
-    g.add_argument("--octave-scale", type=float, help=f"size ratio between octaves ({STILL.octave_scale})")
+    g.add_argument("--octave-scale", type=finite, help=f"size ratio between octaves ({STILL.octave_scale})")
     g.add_argument("--iterations", type=int, help=f"steps per octave (still {STILL.iterations}, class {CLASS.iterations})")
-    g.add_argument("--step-size", type=float, help=f"change per step in 0..1 units (still {STILL.step_size})")
+    g.add_argument("--strength", "--step-size", dest="strength", type=finite,
+                   help=f"change per step in 0..1 units (still {STILL.strength})")
     g.add_argument("--jitter", type=int, help=f"random shift in pixels per step (still {STILL.jitter})")
-    g.add_argument("--scale-jitter", type=float, help=f"random rescale 1 +- this per step (class {CLASS.scale_jitter})")
+    g.add_argument("--scale-jitter", type=finite, help=f"random rescale 1 +- this per step (class {CLASS.scale_jitter})")
     g.add_argument("--grad-norm", choices=("mean", "laplacian"), help="gradient normalisation (still mean, class laplacian)")
-    g.add_argument("--smooth", type=float, help=f"blur of the gradient, sigma in pixels (still {STILL.smooth}, class {CLASS.smooth})")
-    g.add_argument("--decorrelate", type=float, help=f"natural-colour preconditioning 0..2 (still {STILL.decorrelate}, class {CLASS.decorrelate})")
+    g.add_argument("--smooth", type=finite, help=f"blur of the gradient, sigma in pixels (still {STILL.smooth}, class {CLASS.smooth})")
+    g.add_argument("--decorrelate", type=finite, help=f"natural-colour preconditioning 0..2 (still {STILL.decorrelate}, class {CLASS.decorrelate})")
     g.add_argument("--tile", type=int, default=STILL.tile, help="gradient tile side in pixels (%(default)s): memory bound")
     g.add_argument("--keep-colors", action="store_true", help="restore the original colour statistics")
     g.add_argument("--seed", type=int, default=0)
@@ -89,9 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--sheet", action="store_true", help="a labelled sheet of IN dreamed at each --layer "
                    "(default: 8 layers from shallow to deep)")
     g.add_argument("--zoom-frames", type=int, metavar="N", help="endless zoom: N frames, OUT must be .mp4")
-    g.add_argument("--zoom", type=float, default=1.04, help="zoom per frame (%(default)s)")
-    g.add_argument("--rotate", type=float, default=0.0, help="rotation per frame in degrees (%(default)s)")
-    g.add_argument("--fps", type=float, default=24.0, help="video frame rate (%(default)s)")
+    g.add_argument("--zoom", type=finite, default=1.04, help="zoom per frame (%(default)s)")
+    g.add_argument("--rotate", type=finite, default=0.0, help="rotation per frame in degrees (%(default)s)")
+    g.add_argument("--fps", type=finite, default=24.0, help="video frame rate (%(default)s)")
     g.add_argument("--frame-octaves", type=int, default=FRAME.octaves, help="octaves per zoom frame after the first (%(default)s)")
     g.add_argument("--frame-iterations", type=int, default=FRAME.iterations, help="steps per octave per zoom frame after the first (%(default)s)")
     p.add_argument("--quality", type=int, default=JPEG_QUALITY, help="JPEG quality 1..100 (%(default)s)")
@@ -101,14 +92,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # -- inputs and outputs ---------------------------------------------------------------
-def parse_size(text: str) -> tuple[int, int]:
-    m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
-    if not m:
-        raise UsageError(f"--size '{text}' must be WIDTHxHEIGHT, e.g. 640x480")
-    w, h = int(m[1]), int(m[2])
-    if not (32 <= w <= 16384 and 32 <= h <= 16384):
-        raise UsageError(f"--size {w}x{h} is out of range (each side 32..16384)")
-    return w, h
 
 
 def read_image(path: str, what: str) -> np.ndarray:
@@ -133,7 +116,7 @@ def load_input(spec: str, size: tuple[int, int] | None, seed: int) -> np.ndarray
 
 def check_output(path: str, video: bool) -> None:
     """Fail before a long render, not after it."""
-    out = Path(path)
+    out = check_writable(path, "OUT")
     ext = out.suffix.lower()
     if video and ext not in VIDEO_CODECS:
         raise UsageError(f"--zoom-frames writes a video: OUT '{path}' must end in {' or '.join(VIDEO_CODECS)}")
@@ -141,19 +124,17 @@ def check_output(path: str, video: bool) -> None:
         raise UsageError(f"OUT '{path}' is a video: add --zoom-frames N for an endless-zoom video")
     if not video and (ext not in IMAGE_EXTS or not cv2.haveImageWriter(str(out))):
         raise UsageError(f"OUT '{path}' must be a picture ({', '.join(IMAGE_EXTS)})")
-    if out.is_dir():
-        raise UsageError(f"OUT '{path}' is a directory")
-    parent = out.parent if str(out.parent) else Path(".")
-    if not parent.is_dir():
-        raise UsageError(f"cannot write OUT '{path}': folder '{parent}' does not exist")
-    if not os.access(parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
-        raise UsageError(f"cannot write OUT '{path}': permission denied")
 
 
 def write_image(path: str, img: np.ndarray, quality: int = JPEG_QUALITY) -> None:
-    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if Path(path).suffix.lower() in (".jpg", ".jpeg") else []
-    if not cv2.imwrite(path, np.ascontiguousarray(img[..., ::-1]), params):
-        raise UsageError(f"cannot write OUT '{path}'")
+    """Encode in memory, then write atomically: never a broken picture under its name."""
+    ext = Path(path).suffix.lower()
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if ext in (".jpg", ".jpeg") else []
+    ok, data = cv2.imencode(ext, np.ascontiguousarray(img[..., ::-1]), params)
+    if not ok:
+        raise UsageError(f"cannot encode OUT '{path}' as {ext}")
+    with atomic(path) as tmp:
+        tmp.write_bytes(data.tobytes())
 
 
 # -- settings -------------------------------------------------------------------------
@@ -163,16 +144,16 @@ class Job:
 
     start: np.ndarray
     target: targets.Target
-    settings: DreamSettings
-    frame_settings: DreamSettings
+    settings: OfflineSettings
+    frame_settings: OfflineSettings
     quality: int = JPEG_QUALITY
 
 
-def settings_from(args: argparse.Namespace) -> tuple[DreamSettings, DreamSettings]:
+def settings_from(args: argparse.Namespace) -> tuple[OfflineSettings, OfflineSettings]:
     base = CLASS if args.class_name is not None else STILL
     given = {k: v for k, v in {
         "octaves": args.octaves, "octave_scale": args.octave_scale, "iterations": args.iterations,
-        "step_size": args.step_size, "jitter": args.jitter, "scale_jitter": args.scale_jitter,
+        "strength": args.strength, "jitter": args.jitter, "scale_jitter": args.scale_jitter,
         "grad_norm": args.grad_norm, "smooth": args.smooth, "decorrelate": args.decorrelate}.items() if v is not None}
     try:
         s = base.with_(tile=args.tile, keep_colors=args.keep_colors, seed=args.seed, **given)
@@ -183,7 +164,7 @@ def settings_from(args: argparse.Namespace) -> tuple[DreamSettings, DreamSetting
 
 
 def job_from(args: argparse.Namespace) -> Job:
-    size = parse_size(args.size) if args.size else None
+    size = parse_size(args.size, "--size", PICTURE_MAX) if args.size else None
     video = args.zoom_frames is not None
     if video and args.zoom_frames < 1:
         raise UsageError("--zoom-frames must be at least 1")
@@ -290,7 +271,11 @@ def load_model(name: str, device: str) -> models.Backbone:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as exc:
+        print(f"dream: error: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     t0 = time.perf_counter()
@@ -303,7 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             render_sheet(backbone, job, args.output, args.quiet)
         else:
             render_still(backbone, job, args.output, args.quiet)
-    except (UsageError, ModelError, ObjectiveError) as exc:
+    except user_errors() as exc:
         print(f"dream: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

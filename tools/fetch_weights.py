@@ -9,11 +9,11 @@ import argparse
 
 import models
 from models import torchvision_models
-from tools.cli import fail, run
+from live.cli import Parser, fail, run
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="python -m tools.fetch_weights", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name", help=f"one of: {', '.join(torchvision_models.SPECS)}")
     args = parser.parse_args()
     if args.name == models.DEFAULT_MODEL:

@@ -15,7 +15,6 @@ import os
 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 
-import argparse
 import csv
 import logging
 import threading
@@ -23,7 +22,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools import cli
+from live import cli
+from live.cli import Parser, parse_size, positive
 
 log = logging.getLogger("tools.soak")
 PAGE_MB = os.sysconf("SC_PAGE_SIZE") / 2**20
@@ -139,35 +139,10 @@ def plot(samples: list[Sample], after: list[Sample], slope: float, title: str, p
     plt.close(fig)
 
 
-class Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        cli.fail(f"{message} (python -m tools.soak --help)")
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not WIDTHxHEIGHT, e.g. 160x120") from None
-    if not (32 <= w <= 4096 and 32 <= h <= 4096):
-        raise argparse.ArgumentTypeError(f"{text}: each side 32 to 4096")
-    return w, h
-
-
-def positive(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
-    return v
-
-
 def main() -> int:
     p = Parser(prog="python -m tools.soak", description=__doc__.split("\n\n")[0])
     p.add_argument("--minutes", type=positive, default=5.0, help="how long to run (default 5)")
-    p.add_argument("--size", type=parse_size, default=(160, 120), help="dream working size and video size (160x120)")
+    p.add_argument("--size", type=lambda t: parse_size(t), default=(160, 120), help="dream working size and video size (160x120)")
     p.add_argument("--interval", type=positive, default=5.0, help="seconds between memory samples (default 5)")
     p.add_argument("--source", default="clouds", help="source (default clouds)")
     p.add_argument("--fault-every", type=positive, metavar="S", help="inject a dream fault every S seconds")
@@ -175,8 +150,10 @@ def main() -> int:
     p.add_argument("--out", default="out/soak", help="folder for soak.csv, soak.png, soak.mp4, soak.log")
     args = p.parse_args()
 
-    from live import config, logs
+    from live import config
     from live.app import App
+    from live.headless import run_headless
+    from live.supervision import logs
 
     out = Path(args.out)
     try:
@@ -196,7 +173,7 @@ def main() -> int:
              args.interval, f", a dream fault every {args.fault_every:g}s" if args.fault_every else "")
     sampler.start()
     try:
-        code = app.run_headless(None, out / "soak.mp4", seconds=seconds)
+        code = run_headless(app, None, out / "soak.mp4", seconds=seconds)
     finally:  # (no sample after the run: shutting down is not the steady state)
         sampler.stop_event.set()
         sampler.join()

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from live import objectives as obj
-from live.engine import LayerTap
+from live.dream import objectives as obj
+from live.dream.step import LayerTap
 from models import Backbone
 
 GUIDE_MAX_SIDE = 512  # guide features are taken at about the size dreams are made at
@@ -44,15 +44,6 @@ def parse_channel(spec: str) -> tuple[str, int]:
     return name.strip(), int(n)
 
 
-def channel_counts(backbone: Backbone, layers: tuple[str, ...]) -> dict[str, int]:
-    """Feature maps per layer, from one small forward pass."""
-    tap = LayerTap(backbone, layers)
-    try:
-        with torch.no_grad():
-            acts = tap(torch.zeros(1, 3, 64, 64, device=backbone.device))
-        return {name: int(acts[name].shape[1]) for name in layers}
-    finally:
-        tap.close()
 
 
 def guide_features(backbone: Backbone, guide: np.ndarray, layers: tuple[str, ...]) -> dict[str, torch.Tensor]:
@@ -91,12 +82,10 @@ def build(backbone: Backbone, target: Target) -> obj.Objective:
         terms += [_weighted(obj.guide(n, feats[n]), w) for n, w in layers]
     else:
         terms += [_weighted(obj.amplify(n), w) for n, w in layers]
-    if target.channels:
-        counts = channel_counts(backbone, tuple(dict.fromkeys(n for n, _ in target.channels)))
-        for name, n in target.channels:
-            if n >= counts[name]:
-                raise obj.ObjectiveError(f"channel {n} does not exist in {name} (valid: 0..{counts[name] - 1})")
-            terms.append(obj.channel(name, n))
+    for name, n in target.channels:
+        if n >= backbone.channels(name):
+            raise obj.ObjectiveError(f"channel {n} does not exist in {name} (valid: 0..{backbone.channels(name) - 1})")
+        terms.append(obj.channel(name, n))
     if target.class_name is not None:
         idx = backbone.class_index(target.class_name)
         terms.append(obj.class_logit(idx, backbone.classes[idx] if backbone.classes else target.class_name))

@@ -1,0 +1,50 @@
+"""Backends of the dream step, looked up by name: each factory turns the eager
+`DreamStep` into a callable `step(x, strength) -> x'` for one working size. The engine
+knows nothing else about them; a new runtime is one file and one line in `BACKENDS`.
+
+Imports are deferred, so the eager backend never loads ONNX Runtime or the compiler."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from models import Backbone
+from ..step import DreamStep
+
+Step = Callable[[torch.Tensor, float], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """What a backend builds: the step's settings (its cache key) at one working size."""
+    layer: str
+    objective: str
+    grad_norm: str
+    size: tuple[int, int]
+
+
+def _torch(backbone: Backbone, step: DreamStep, spec: StepSpec) -> Step:
+    return step
+
+
+def _onnx(backbone: Backbone, step: DreamStep, spec: StepSpec) -> Step:
+    from .onnx import onnx_step
+    return onnx_step(backbone, step, spec.layer, spec.objective, spec.size, spec.grad_norm)
+
+
+def _compile(backbone: Backbone, step: DreamStep, spec: StepSpec) -> Step:
+    from .compiled import CompiledStep
+    return CompiledStep(backbone, step, spec.size)
+
+
+Factory = Callable[[Backbone, DreamStep, StepSpec], Step]
+BACKENDS: dict[str, Factory] = {"torch": _torch, "onnx": _onnx, "compile": _compile}
+PER_SIZE = frozenset({"onnx", "compile"})  # graphs with the working size baked in
+
+
+def build(name: str, backbone: Backbone, step: DreamStep, spec: StepSpec) -> Step:
+    if name not in BACKENDS:
+        raise ValueError(f"backend '{name}' is unknown; choose one of {', '.join(BACKENDS)}")
+    return BACKENDS[name](backbone, step, spec)

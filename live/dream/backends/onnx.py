@@ -1,0 +1,180 @@
+"""The dream step as one ONNX graph (see trace.py for how the step becomes a plain
+graph), exported with torch.onnx, validated against PyTorch, cached in the user's cache
+folder, and run by ONNX Runtime with IO binding (torch's own buffers, no copies)."""
+from __future__ import annotations
+
+import logging
+import os
+import time
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models import Backbone
+from ..files import atomic
+from ..step import DreamStep
+from .cache import cache_dir, cached_file, prune_stale
+from .trace import EXAMPLE_STRENGTH, ExportError, trace_step
+from .validate import Diff, check, compare, describe
+
+log = logging.getLogger(__name__)
+
+OPSET = 18
+CACHE = "onnx"
+INPUTS = ("image", "strength")
+OUTPUT = "dreamed"
+
+
+def export_graph(gm: torch.fx.GraphModule, size: tuple[int, int], device: torch.device, path: Path) -> None:
+    """Write the traced step as one self-contained ONNX file (atomically)."""
+    w, h = size
+    args = (torch.rand(1, 3, h, w, device=device), torch.tensor(EXAMPLE_STRENGTH, device=device))
+    with _quiet():
+        program = torch.onnx.export(gm, args, dynamo=True, opset_version=OPSET, input_names=list(INPUTS),
+                                    output_names=[OUTPUT], optimize=True, external_data=False, verbose=False)
+    with atomic(path) as tmp:
+        program.save(str(tmp), external_data=False)
+
+
+@contextmanager
+def _quiet():
+    """The exporter's optimiser logs every rewrite at INFO: keep the app's log readable."""
+    loggers = [logging.getLogger(n) for n in ("onnxscript", "onnx_ir", "torch.onnx")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+# -- ONNX Runtime -----------------------------------------------------------------------
+def cpu_threads() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _providers(device: torch.device) -> list:
+    """CUDA EP only when CUDA is really there: onnxruntime-gpu logs a loud error otherwise."""
+    import onnxruntime as ort
+    if device.type == "cuda" and torch.cuda.is_available() and \
+            "CUDAExecutionProvider" in ort.get_available_providers():
+        # torch is imported first, so ORT finds torch's CUDA and cuDNN libraries loaded.
+        stream = torch.cuda.current_stream(device).cuda_stream
+        return [("CUDAExecutionProvider", {"device_id": device.index or 0,
+                                           "user_compute_stream": str(stream)}),
+                "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+def make_session(path: Path, device: torch.device):
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.intra_op_num_threads = cpu_threads()
+    so.log_severity_level = 3  # warnings about unused initialisers are noise here
+    # No busy-waiting between runs: the renderer and capture threads need the cores.
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), so, providers=_providers(device))
+
+
+class OrtStep:
+    """Callable like DreamStep: step(x, strength) -> x' (torch tensors on x's device).
+    IO binding hands ONNX Runtime torch's own buffers: no copies through numpy, and on
+    CUDA the picture never leaves the GPU."""
+
+    def __init__(self, path: Path, device: torch.device, report: dict[str, Diff] | None = None):
+        self.path = Path(path)
+        self.session = make_session(self.path, device)
+        self.providers = self.session.get_providers()
+        self.on_cuda = self.providers[0] == "CUDAExecutionProvider"
+        self.device = device if self.on_cuda else torch.device("cpu")
+        if device.type == "cuda" and not self.on_cuda:
+            log.warning("onnxruntime has no usable CUDA provider here; the ONNX step runs on the CPU "
+                        "(backend torch keeps the picture on the GPU)")
+        self.report = report or {}
+        self._strength = torch.zeros((), dtype=torch.float32, device=self.device)
+        self._strength_value: float | None = None
+
+    def __call__(self, x: torch.Tensor, strength: torch.Tensor | float) -> torch.Tensor:
+        src = x.device
+        x = x.to(self.device, torch.float32).contiguous()
+        value = float(strength)
+        if value != self._strength_value:
+            self._strength.fill_(value)
+            self._strength_value = value
+        out = torch.empty_like(x)
+        kind, index = ("cuda", self.device.index or 0) if self.on_cuda else ("cpu", 0)
+        binding = self.session.io_binding()
+        binding.bind_input(INPUTS[0], kind, index, np.float32, tuple(x.shape), x.data_ptr())
+        binding.bind_input(INPUTS[1], kind, index, np.float32, (), self._strength.data_ptr())
+        binding.bind_output(OUTPUT, kind, index, np.float32, tuple(out.shape), out.data_ptr())
+        if self.on_cuda:
+            binding.synchronize_inputs()
+        self.session.run_with_iobinding(binding)
+        if self.on_cuda:
+            binding.synchronize_outputs()
+        return out.to(src)
+
+
+# -- the entry points -------------------------------------------------------------------
+@dataclass
+class Exported:
+    path: Path
+    report: dict[str, Diff]
+    seconds: float
+
+
+def export_step(backbone: Backbone, step: DreamStep, size: tuple[int, int], path: Path) -> Exported:
+    """Trace, export, validate against PyTorch; the file is only left behind if it passes."""
+    t0 = time.perf_counter()
+    device = backbone.device
+    try:
+        gm = trace_step(step, size, device)
+        export_graph(gm, size, device, path)
+    except ExportError:
+        raise
+    except Exception as exc:
+        raise ExportError(f"ONNX export failed: {type(exc).__name__}: {exc}") from exc
+    try:
+        report = compare(OrtStep(path, device), step.fp32(), size, device)
+        check(report)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    if path.parent == cache_dir(CACHE):
+        prune_stale(path)
+    return Exported(path, report, time.perf_counter() - t0)
+
+
+def cache_path(backbone: Backbone, layer: str, objective: str, size: tuple[int, int], grad_norm: str) -> Path:
+    """Where the export of this step is cached."""
+    return cached_file(CACHE, ".onnx", backbone, layer, objective, size, grad_norm, f"opset{OPSET}")
+
+
+def onnx_step(backbone: Backbone, step: DreamStep, layer: str, objective: str,
+              size: tuple[int, int], grad_norm: str) -> OrtStep:
+    """The engine's ONNX backend: the cached export (exported and validated on first use)
+    in an ONNX Runtime session."""
+    path = cache_path(backbone, layer, objective, size, grad_norm)
+    report = None
+    if not path.is_file():
+        w, h = size
+        log.info("exporting the dream step to ONNX (%s %s, %s, %dx%d): first use, takes a few seconds",
+                 backbone.name, layer, objective, w, h)
+        exported = export_step(backbone, step, size, path)
+        report = exported.report
+        log.info("exported %s in %.1f s; matches PyTorch (%s)", path.name, exported.seconds, describe(report))
+    session = OrtStep(path, backbone.device, report)
+    log.info("onnx backend: %s on %s", path.name, session.providers[0])
+    return session

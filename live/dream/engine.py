@@ -1,0 +1,208 @@
+"""DreamEngine: the low-latency dream core shared by the live installation, the exported
+backends and the frame-exact clip renderer.
+
+Progressive single-octave dreaming: the engine carries the dream *residual* (dream minus
+base) from call to call, so one gradient step per camera frame accumulates into a deep
+dream while the picture underneath stays live."""
+from __future__ import annotations
+
+import logging
+import random
+import time
+import weakref
+from typing import Callable
+
+import numpy as np
+import torch
+
+from models import Backbone
+from . import backends, objectives as obj
+from .backends.auto import fastest, time_step
+from .images import to_image, to_tensor
+from .prior import jitter_offsets, roll
+from .settings import DreamSettings, check
+from .step import DreamStep, LayerTap
+
+log = logging.getLogger(__name__)
+
+_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+# What the engine itself uses of [dream]; the rest (model, device, adaptive ...) is the installation's.
+ENGINE_SETTINGS = ("layer", "size", "steps_per_frame", "strength", "jitter", "objective", "precision",
+                   "backend", "decay", "grad_norm", "momentum", "limit")
+Warp = Callable[[torch.Tensor, np.ndarray], torch.Tensor]
+
+
+class DreamEngine:
+    """The live dream step with its carried residual (README, "The dream core").
+
+    Defaults and allowed ranges are those of `DreamSettings` ([dream] in config.toml);
+    settings are plain attributes changed through `configure`, and the hooks and the step
+    are rebuilt lazily, only when what shapes them changes."""
+
+    def __init__(self, backbone: Backbone, layer: str | None = None, *, seed: int | None = None,
+                 warp: Warp | None = None, settings: DreamSettings | None = None, **changes):
+        self.backbone = backbone
+        self.device = backbone.device
+        self._rng = random.Random(seed)
+        self._tap: LayerTap | None = None
+        self._torch_step: DreamStep | None = None
+        self._step: backends.Step | None = None
+        self._key: tuple | None = None
+        self.residual: torch.Tensor | None = None
+        self.velocity: torch.Tensor | None = None  # smoothed per-frame step (momentum)
+        self._carried_velocity: torch.Tensor | None = None
+        self.warp = warp
+        self.last_ms = 0.0
+        self._nonfinite_logged = False
+        base = settings or DreamSettings()
+        for name in ENGINE_SETTINGS:
+            setattr(self, name, getattr(base, name))
+        self.configure(layer=layer or (base.layer if settings else backbone.default_layer), **changes)
+
+    # -- settings -------------------------------------------------------------------
+    def configure(self, **changes) -> None:
+        """Change settings between calls (checked against DreamSettings); the model is
+        never rebuilt, a new size only drops the carried dream."""
+        unknown = set(changes) - set(ENGINE_SETTINGS)
+        if unknown:
+            raise TypeError(f"unknown engine settings: {', '.join(sorted(unknown))}")
+        changes = {k: check(DreamSettings, k, v, "dream") for k, v in changes.items()}
+        if "layer" in changes:
+            self.backbone.check_layer(changes["layer"])
+        if changes.get("precision") == "fp16" and self.device.type != "cuda":
+            raise ValueError("precision fp16 needs CUDA; on CPU use fp32 or bf16")
+        if "objective" in changes or "layer" in changes:  # parse now: a bad objective fails here
+            self._parse(changes.get("objective", self.objective), changes.get("layer", self.layer))
+        if changes.get("size", self.size) != self.size:
+            self.residual = None
+        for k, v in changes.items():
+            setattr(self, k, v)
+        if self.precision == "auto":
+            self.precision = self._pick_precision()
+        if self.backend == "auto":
+            self.backend = self._pick_backend()
+
+    def _parse(self, spec: str, layer: str) -> obj.Objective:
+        bb = self.backbone
+        return obj.parse(spec, layer, bb.layers, bb.class_index, bb.channels)
+
+    def _ensure_step(self) -> backends.Step:
+        key = (self.layer, self.objective, self.precision, self.backend, self.grad_norm,
+               self.size if self.backend in backends.PER_SIZE else None)
+        if key != self._key:
+            self.close()
+            objective = self._parse(self.objective, self.layer)
+            self._tap = LayerTap(self.backbone, objective.layers)
+            self._finalizer = weakref.finalize(self, self._tap.close)  # no stray hooks
+            self._torch_step = DreamStep(self._tap, objective, self.grad_norm, _DTYPES[self.precision])
+            spec = backends.StepSpec(self.layer, self.objective, self.grad_norm, self.size)
+            self._step = backends.build(self.backend, self.backbone, self._torch_step, spec)
+            self._key = key
+        return self._step
+
+    def _pick_precision(self) -> str:
+        """fp16 autocast on CUDA; on CPU whichever of fp32/bf16 measures faster here."""
+        if self.device.type == "cuda":
+            return "fp16"
+        key = ("precision", self.backbone.name, self.layer, self.size, self.device.type)
+        return fastest("precision", key, ("fp32", "bf16"), lambda p: self._time_with(precision=p))
+
+    def _pick_backend(self) -> str:
+        """Torch, ONNX Runtime or compiled torch, whichever measures faster for these settings."""
+        key = ("backend", self.backbone.name, self.layer, self.objective, self.size, self.precision)
+        return fastest("backend", key, tuple(backends.BACKENDS), lambda b: self._time_with(backend=b))
+
+    def _time_with(self, **settings) -> float:
+        for k, v in settings.items():
+            setattr(self, k, v)
+        self._key = None
+        return time_step(self._ensure_step(), self.size, self.device, self.strength)
+
+    def close(self) -> None:
+        """Remove this engine's hooks from the (possibly shared) backbone."""
+        if self._tap is not None:
+            self._finalizer()  # runs tap.close once
+            self._tap = None
+            self._key = None
+
+    # -- dreaming -------------------------------------------------------------------
+    def reset(self) -> None:
+        """Forget the carried dream."""
+        self.residual = None
+        self.velocity = None
+
+    def dream(self, frame: np.ndarray, flow: np.ndarray | None = None, *, gain: float = 1.0,
+              carry: float = 1.0) -> np.ndarray:
+        """One frame in (uint8 HxWx3 RGB, any size), one dream frame out at `size`.
+        `flow` (working-size backward optical flow from the previous frame, see
+        temporal/flow.py) moves the carried residual with the scene before it is added.
+        `gain` scales the strength and `carry` the decay for this frame only (motion
+        response), so the operator's settings stay as they are."""
+        t0 = time.perf_counter()
+        base = to_tensor(frame, self.device, self.size)
+        start = self._carry(base, flow, carry)
+        x = self.run_steps(start, self.steps_per_frame, self.strength * gain)
+        if self.momentum > 0.0:
+            x = self._smooth_step(start, x)
+        if not bool(torch.isfinite(x).all()):
+            if not self._nonfinite_logged:
+                log.warning("dream produced non-finite values; resetting the carried dream")
+                self._nonfinite_logged = True
+            self.reset()
+            x = base
+        else:
+            self.residual = x - base
+        out = to_image(x)
+        self.last_ms = (time.perf_counter() - t0) * 1000
+        return out
+
+    def _carry(self, base: torch.Tensor, flow: np.ndarray | None, carry: float = 1.0) -> torch.Tensor:
+        """New base + the carried residual: warped along `flow`, decayed, bounded by `limit`
+        (so no region can run away into a blown-out blotch)."""
+        self._carried_velocity = None
+        if self.residual is None or self.residual.shape != base.shape:
+            return base
+        res, vel = self.residual, self.velocity
+        if vel is not None and vel.shape != base.shape:
+            vel = None
+        if flow is not None and self.warp is not None:
+            res = self.warp(res, flow)
+            vel = self.warp(vel, flow) if vel is not None else None
+        self._carried_velocity = vel  # not scaled by `carry`: it is one step's worth, not the dream
+        if self.limit < 1.0:
+            res = res.clamp(-self.limit, self.limit)
+        return (base + (self.decay * carry) * res).clamp_(0.0, 1.0)
+
+    def _smooth_step(self, start: torch.Tensor, stepped: torch.Tensor) -> torch.Tensor:
+        """Momentum across frames: the frame's step is an average of this step and the
+        (carried, warped) previous ones. The gradient's pixel-scale part changes from frame
+        to frame while the picture it draws does not: averaging keeps the picture and
+        drops the shimmer, at the same steady-state strength."""
+        delta = stepped - start
+        vel = self._carried_velocity
+        vel = delta if vel is None else self.momentum * vel + (1.0 - self.momentum) * delta
+        self.velocity = vel
+        return (start + vel).clamp(0.0, 1.0)
+
+    def run_steps(self, x: torch.Tensor, n: int, strength: float | None = None) -> torch.Tensor:
+        """n jittered gradient-ascent steps on a working tensor (jitter stays outside the step)."""
+        step = self._ensure_step()
+        strength = self.strength if strength is None else strength
+        jitter = min(self.jitter, min(x.shape[-2:]) // 4)
+        for _ in range(n):
+            dy, dx = jitter_offsets(jitter, self._rng)
+            x = roll(step(roll(x, dy, dx), strength), -dy, -dx)
+        return x
+
+    def objective_value(self, img: np.ndarray | torch.Tensor) -> float:
+        """The current objective on a picture (uint8 image, or tensor in [0,1])."""
+        self._ensure_step()
+        x = img if isinstance(img, torch.Tensor) else to_tensor(img, self.device, self.size)
+        return self._torch_step.value(x)
+
+    @property
+    def info(self) -> dict:
+        """What the HUD shows."""
+        return {"layer": self.layer, "objective": self.objective, "backend": self.backend,
+                "device": self.device.type, "precision": self.precision,
+                "size": f"{self.size[0]}x{self.size[1]}", "ms": self.last_ms}

@@ -1,0 +1,81 @@
+"""Pictures in and out of the dream: uint8 RGB arrays <-> tensors, resizing, the zoom of
+the endless-zoom feedback, and the start pictures made from nothing (noise, a 1/f
+"natural" picture). One copy of each, shared by the live dreamer and the offline tools."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def resize_image(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """uint8 picture to (w, h): area-averaged when shrinking (no aliasing), linear up."""
+    w, h = size
+    if img.shape[1] == w and img.shape[0] == h:
+        return img
+    interp = cv2.INTER_AREA if img.shape[1] > w else cv2.INTER_LINEAR
+    return cv2.resize(img, (w, h), interpolation=interp)
+
+
+def to_tensor(img: np.ndarray, device: torch.device, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """uint8 HxWx3 RGB -> (1,3,h,w) float in [0,1] on `device` (resized to `size` if given),
+    channels_last like the networks' weights."""
+    if size is not None:
+        img = resize_image(img, size)
+    t = torch.from_numpy(np.ascontiguousarray(img)).to(device)
+    return t.permute(2, 0, 1).unsqueeze(0).float().div_(255.0).contiguous(memory_format=torch.channels_last)
+
+
+def to_image(x: torch.Tensor) -> np.ndarray:
+    """(1,3,h,w) in [0,1] -> uint8 h x w x 3 RGB on the host (the one copy out)."""
+    return x[0].mul(255.0).round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous().cpu().numpy()
+
+
+def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(1,3,h,w) tensor -> (1,3,H,W) for size (H, W); antialiased when shrinking."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    shrink = size[0] < x.shape[-2] or size[1] < x.shape[-1]
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrink)
+
+
+def zoom(img: np.ndarray, factor: float, angle: float = 0.0) -> np.ndarray:
+    """The picture magnified by `factor` about its centre and turned by `angle` degrees
+    (one pass of the endless zoom). Bicubic: it is applied again and again, and linear
+    resampling would blur the picture away."""
+    h, w = img.shape[:2]
+    m = cv2.getRotationMatrix2D(((w - 1) / 2.0, (h - 1) / 2.0), angle, factor)
+    return cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+
+
+def noise(width: int, height: int, seed: int = 0) -> np.ndarray:
+    """A grey picture with faint coloured noise: the network's own picture grows on it."""
+    rng = np.random.default_rng(seed)
+    img = 0.5 + 0.08 * rng.standard_normal((height, width, 3))
+    return (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def natural_picture(width: int = 320, height: int = 240, seed: int = 0) -> np.ndarray:
+    """A photo-like picture made from nothing: 1/f colour noise (the spectrum of natural
+    images) with a few soft discs, so the network sees edges and texture everywhere."""
+    rng = np.random.default_rng(seed)
+    fy = np.fft.fftfreq(height)[:, None]
+    fx = np.fft.fftfreq(width)[None, :]
+    radius = np.sqrt(fx ** 2 + fy ** 2)
+    radius[0, 0] = 1.0
+
+    def plane(power: float) -> np.ndarray:
+        spectrum = (rng.normal(size=(height, width)) + 1j * rng.normal(size=(height, width))) / radius ** power
+        p = np.real(np.fft.ifft2(spectrum))
+        return (p - p.mean()) / (p.std() + 1e-8)
+
+    light = plane(1.6)  # shared luminance, the way real scenes vary
+    img = rng.uniform(0.3, 0.7, size=3) + 0.18 * light[..., None] + 0.06 * np.stack([plane(2.0) for _ in range(3)], -1)
+    yy, xx = np.mgrid[0:height, 0:width]
+    for _ in range(max(4, width * height // 60000)):
+        cy, cx = rng.uniform(0, height), rng.uniform(0, width)
+        r = rng.uniform(0.1, 0.3) * min(width, height)
+        mask = ((yy - cy) ** 2 + (xx - cx) ** 2) < r ** 2
+        img[mask] = img[mask] * 0.5 + rng.uniform(0, 1, size=3) * 0.5
+    return (np.clip(img, 0, 1) * 255).astype(np.uint8)

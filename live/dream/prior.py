@@ -1,0 +1,128 @@
+"""The natural-image prior: jitter, gradient normalisation, smoothing and colour
+decorrelation. Without them gradient ascent makes adversarial noise instead of pictures.
+
+In the manner of lucent's optvis transforms, each gradient transform is a small function,
+and `smoothed`, `decorrelated`, `normalized` make one-argument transforms of them that
+`compose` chains: `compose(smoothed(0.7), decorrelated(0.5), normalized("mean"))(g)`."""
+from __future__ import annotations
+
+import random
+from functools import reduce
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+GRAD_NORMS = ("mean", "laplacian")
+
+
+def jitter_offsets(jitter: int, rng: random.Random) -> tuple[int, int]:
+    if jitter <= 0:
+        return 0, 0
+    return rng.randint(-jitter, jitter), rng.randint(-jitter, jitter)
+
+
+def roll(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    return torch.roll(x, shifts=(dy, dx), dims=(2, 3)) if (dy or dx) else x
+
+
+def normalize_mean(g: torch.Tensor) -> torch.Tensor:
+    """Scale so the mean |g| is 1: the step size is then in picture units."""
+    return g / (g.abs().mean() + 1e-8)
+
+
+_BLUR = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
+_KERNELS: dict[tuple, torch.Tensor] = {}
+
+
+def _blur_kernel(x: torch.Tensor) -> torch.Tensor:
+    """The binomial kernel on x's device, copied there once (not a transfer per call)."""
+    key = (x.device, x.dtype)
+    if key not in _KERNELS:
+        _KERNELS[key] = _BLUR.to(x.device, x.dtype)
+    return _KERNELS[key]
+
+
+def _blur_down(x: torch.Tensor) -> torch.Tensor:
+    """Binomial blur and halve (one level of the Laplacian pyramid)."""
+    c = x.shape[1]
+    k = _blur_kernel(x)
+    x = F.conv2d(F.pad(x, (2, 2, 0, 0), mode="replicate"), k.view(1, 1, 1, 5).repeat(c, 1, 1, 1), groups=c)
+    x = F.conv2d(F.pad(x, (0, 0, 2, 2), mode="replicate"), k.view(1, 1, 5, 1).repeat(c, 1, 1, 1), groups=c)
+    return x[:, :, ::2, ::2]
+
+
+def normalize_laplacian(g: torch.Tensor, levels: int = 4) -> torch.Tensor:
+    """Normalise each band of a Laplacian pyramid of g separately, so low frequencies are
+    not drowned by high ones (Mordvintsev's lap_normalize): broader, smoother strokes."""
+    bands = []
+    cur = g
+    for _ in range(levels - 1):
+        if min(cur.shape[-2:]) < 8:
+            break
+        low = _blur_down(cur)
+        up = F.interpolate(low, size=cur.shape[-2:], mode="bilinear", align_corners=False)
+        bands.append(cur - up)
+        cur = low
+    bands.append(cur)
+    out = bands[-1] / (bands[-1].pow(2).mean().sqrt() + 1e-8)
+    for band in reversed(bands[:-1]):
+        out = F.interpolate(out, size=band.shape[-2:], mode="bilinear", align_corners=False)
+        out = out + band / (band.pow(2).mean().sqrt() + 1e-8)
+    return normalize_mean(out)
+
+
+def normalize_grad(g: torch.Tensor, how: str = "mean") -> torch.Tensor:
+    if how == "laplacian":
+        return normalize_laplacian(g)
+    return normalize_mean(g)
+
+
+def smooth_grad(g: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian blur of the gradient (sigma in pixels): removes the pixel-scale colour
+    fringes the strided first convolutions put into it, so flat areas stay calm."""
+    if sigma <= 0:
+        return g
+    r = max(1, int(round(2.5 * sigma)))
+    t = torch.arange(-r, r + 1, device=g.device, dtype=g.dtype)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    k = k / k.sum()
+    c = g.shape[1]
+    g = F.conv2d(F.pad(g, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
+    return F.conv2d(F.pad(g, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
+
+
+# Square root of ImageNet's colour covariance (lucid's color_correlation_svd_sqrt).
+_COLOR_SQRT = torch.tensor([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]])
+
+
+def decorrelate_colors(g: torch.Tensor, strength: float = 1.0) -> torch.Tensor:
+    """Precondition the gradient with natural images' colour correlation (the update of
+    lucid's decorrelated colour parameterisation, applied to pixels): steps follow
+    luminance and natural hues instead of saturated rainbow noise. 0 = off."""
+    if strength <= 0:
+        return g
+    c = _COLOR_SQRT.to(g.device, g.dtype)
+    evals, evecs = torch.linalg.eigh(c @ c.t())
+    m = evecs @ torch.diag((evals.clamp_min(1e-8) / evals.max()) ** (0.5 * strength)) @ evecs.t()
+    return torch.einsum("ij,njhw->nihw", m, g)
+
+
+GradTransform = Callable[[torch.Tensor], torch.Tensor]
+
+
+def smoothed(sigma: float) -> GradTransform:
+    return lambda g: smooth_grad(g, sigma)
+
+
+def decorrelated(strength: float = 1.0) -> GradTransform:
+    return lambda g: decorrelate_colors(g, strength)
+
+
+def normalized(how: str = "mean") -> GradTransform:
+    return lambda g: normalize_grad(g, how)
+
+
+def compose(*transforms: GradTransform) -> GradTransform:
+    """Apply the transforms left to right."""
+    return lambda g: reduce(lambda acc, t: t(acc), transforms, g)

@@ -1,0 +1,106 @@
+"""Temporal coherence around a DreamEngine, one frame at a time: optical flow warps the
+carried dream, motion scales step and carry, a still camera picture is denoised along
+the flow, and attract mode feeds the dream back with a zoom. The dreamer thread and the
+frame-exact clip renderer both call `TemporalDream`; time comes in as dt."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from ..engine import DreamEngine
+from ..images import resize_image, zoom
+from ..settings import AttractSettings, MotionSettings
+from .flow import FlowResult, FlowTracker, warp_image, zoom_flow
+from .motion import MotionResponse, MotionState
+
+
+def attract_input(frame: np.ndarray, previous: np.ndarray | None, weight: float, attract: AttractSettings) -> np.ndarray:
+    """What the engine dreams on in attract mode: the camera picture crossfaded with the
+    previous dream zoomed a little (feeding the output back in: the endless zoom)."""
+    if previous is None or weight <= 0.0 or previous.shape != frame.shape:
+        return frame
+    fed = zoom(previous, attract.zoom, attract.rotate)
+    if weight >= 1.0:
+        return fed
+    return (frame.astype(np.float32) * (1.0 - weight) + fed.astype(np.float32) * weight + 0.5).astype(np.uint8)
+
+
+@dataclass
+class TemporalDream:
+    """Per-frame glue around a DreamEngine: optical flow warps the carried dream, motion
+    scales step size and carry, attract mode feeds the dream back with a zoom.
+
+    `out, state = temporal(frame, dt)`; the renderer multiplies its blend by
+    `state.blend`, the app advances presets when `state.preset_due`."""
+    engine: DreamEngine
+    motion: MotionSettings = field(default_factory=MotionSettings)
+    attract: AttractSettings = field(default_factory=AttractSettings)
+
+    def __post_init__(self) -> None:
+        self.response = MotionResponse(self.motion, self.attract)
+        self.state = MotionState()
+        self._track(self.engine.size)
+
+    def _track(self, size: tuple[int, int]) -> None:
+        """A fresh flow history at the working size (at start and after a size change)."""
+        m = self.motion
+        self.tracker = FlowTracker(size, preset=m.flow_preset, fb_check=m.fb_check, cut_confidence=m.cut_confidence)
+        if m.flow:
+            self.engine.warp = self.tracker.warp
+        self.previous: np.ndarray | None = None
+        self._steady: np.ndarray | None = None
+
+    def reset(self) -> None:
+        """Forget the dream, the flow history and the motion state (e.g. 'r' key)."""
+        self.engine.reset()
+        self.response.reset()
+        self._track(self.engine.size)
+
+    def __call__(self, frame: np.ndarray, dt: float) -> tuple[np.ndarray, MotionState]:
+        """Dream one camera frame `dt` seconds after the previous one."""
+        if tuple(self.tracker.size) != tuple(self.engine.size):  # adaptive size changed
+            self._track(self.engine.size)
+        w, h = self.engine.size
+        small = resize_image(frame, (w, h))
+        result: FlowResult | None = self.tracker.update(small)
+        motion = 0.0 if result is None or dt <= 0 else result.motion / dt
+        cut = bool(result is not None and result.cut)
+        state = self.response.update(motion, dt, cut)
+        if not self.motion.enabled:
+            state.gain = state.carry = state.blend = 1.0
+        if cut:
+            self.engine.reset()
+
+        flow = result.flow if (self.motion.flow and result is not None and not cut) else None
+        a = state.attract
+        base = self._denoise(small, result, state.level)
+        if a > 0.0:
+            zf = zoom_flow((w, h), self.attract.zoom, self.attract.rotate)
+            base = attract_input(base, self.previous, a, self.attract)
+            # the dream now lives in the fed-back picture: carry less of the residual,
+            # and move what is carried with the zoom
+            state.carry *= 1.0 - a
+            state.gain *= 1.0 + (self.attract.gain - 1.0) * a
+            flow = zf if flow is None else ((1.0 - a) * flow + a * zf).astype(np.float32)
+            if result is not None and flow is not result.flow:
+                self.tracker.last = FlowResult(flow, result.confidence, result.motion, result.change, cut)
+        out = self.engine.dream(base, flow=flow, gain=state.gain, carry=state.carry)
+        self.previous = out
+        self.state = state
+        return out, state
+
+    def _denoise(self, small: np.ndarray, result: FlowResult | None, level: float) -> np.ndarray:
+        """Motion-compensated running average of the camera picture where the flow holds
+        and the scene is still: sensor noise would otherwise shimmer through the dream
+        (and be dreamed on). Where the flow fails or people move it is the live picture."""
+        cur = small.astype(np.float32)
+        if self.motion.denoise <= 0 or result is None or result.cut or self._steady is None \
+                or self._steady.shape != cur.shape:
+            self._steady = cur
+            return small
+        weight = (self.motion.denoise * (1.0 - level)) * result.confidence[..., None]
+        self._steady = cur + weight * (warp_image(self._steady, result.flow, interp=cv2.INTER_CUBIC) - cur)
+        return np.clip(self._steady + 0.5, 0, 255).astype(np.uint8)  # cubic may overshoot
+

@@ -1,0 +1,1 @@
+"""Keeping a weeks-long unattended run alive: the watchdog, systemd notification, logs."""

@@ -1,0 +1,119 @@
+"""The installation on a screen: the main thread's loop of keys -> state, newest picture
+and dream -> compositor -> display, at the display rate, never waiting for the dream."""
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from dataclasses import replace
+
+import pygame
+
+from . import controls
+from .app import App
+from .capture import Frame
+from .compositor import Compositor
+from .dreamer import Dream
+from .hud import hud_lines
+from .stats import Stats
+from .window import Window, snapshot
+
+log = logging.getLogger(__name__)
+
+HUD_PERIOD = 0.25             # seconds between HUD text updates
+
+
+class WindowLoop:
+    """One run of the window; `run()` returns the exit code."""
+
+    def __init__(self, app: App, seconds: float | None = None):
+        self.app = app
+        self.seconds = seconds
+        self.help_lines = controls.help_lines(app.state.kiosk)
+        self.live_seq = self.dream_seq = self.snaps_done = 0
+        self.dream: Dream | None = None
+        self.motion_blend = 1.0       # the newest dream's motion response
+        self.hud: tuple[str, ...] = ()
+        self.hud_due = 0.0
+
+    def run(self) -> int:
+        app, state = self.app, self.app.state
+        window = Window(app.cfg.render)
+        comp = Compositor()
+        clock = pygame.time.Clock()
+        deadline = None if self.seconds is None else time.monotonic() + self.seconds
+        previous = signal.signal(signal.SIGTERM, lambda *_: state.quit())
+        app.start()
+        app.stats = Stats()
+        try:
+            while state.running:
+                self.events(window)
+                new_frame = self.draw(window.screen, comp)
+                window.present()
+                now = time.perf_counter()
+                app.stats.frame(now)
+                if new_frame is not None:
+                    app.stats.latencies.append(now - new_frame.timestamp)
+                self.housekeeping(window, deadline)
+                clock.tick(app.cfg.render.fps)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            app.stop()
+            window.close()
+            log.info("%s", app.summary())
+        return app.exit_code
+
+    def events(self, window: Window) -> None:
+        state = self.app.state
+        for event in pygame.event.get():
+            if event.type == pygame.QUIT and not state.kiosk:
+                state.quit()
+            elif event.type == pygame.KEYDOWN:
+                controls.handle(event, state, state.kiosk)
+            elif event.type in (pygame.VIDEORESIZE, pygame.WINDOWSIZECHANGED):
+                window.resized()
+        if state.fullscreen != window.fullscreen:
+            window.set_fullscreen(state.fullscreen)
+
+    def draw(self, target: pygame.Surface, comp: Compositor) -> Frame | None:
+        """Draw one display frame from the newest picture and dream (never waits);
+        returns the camera frame shown for the first time, if any."""
+        app, state = self.app, self.app.state
+        new_frame = None
+        seq, frame = app.capture.slot.latest()
+        if seq != self.live_seq and frame is not None and not state.frozen:
+            comp.set_live(frame.image)
+            self.live_seq, new_frame = seq, frame
+        seq, dream = app.dreamer.dreams.latest()
+        if seq != self.dream_seq and dream is not None:
+            comp.set_dream(dream.image)
+            self.dream_seq, self.dream, self.motion_blend = seq, dream, dream.blend
+            if dream.preset_due and state.presets:
+                state.next_preset()  # attract mode slowly rotates presets
+        view = state.view()
+        view = replace(view, blend=view.blend * self.motion_blend)
+        comp.draw(target, view, self.hud, self.help_lines if view.help else None)
+        return new_frame
+
+    def housekeeping(self, window: Window, deadline: float | None) -> None:
+        """Snapshots, the HUD's text, the kiosk playlist, the time limit, systemd."""
+        app, state = self.app, self.app.state
+        if state.snapshots != self.snaps_done:
+            self.snaps_done = state.snapshots
+            path = snapshot(window.screen, app.cfg.output.snapshots)
+            state.say(f"snapshot {path.name}")
+        mono = time.monotonic()
+        if mono >= self.hud_due:
+            self.hud = hud_lines(state, app.stats, self.dream, app.capture.status, app.dreamer.adaptive.level,
+                                 app.cfg.dream.steps_per_frame)
+            self.hud_due = mono + HUD_PERIOD
+        if state.kiosk:
+            state.advance_if_due(app.cfg.kiosk.preset_seconds)
+        if deadline is not None and mono >= deadline:
+            state.quit()
+        app.notifier.ping(mono)
+
+
+def run_window(app: App, seconds: float | None = None) -> int:
+    """The installation in a window or fullscreen. Returns the exit code."""
+    return WindowLoop(app, seconds).run()

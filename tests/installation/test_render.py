@@ -1,0 +1,138 @@
+"""Renderer under the dummy video driver: blend, crossfade, scaling modes, mirror, HUD and
+help overlay, snapshots (checked pixel by pixel)."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+
+import numpy as np
+import pygame
+import pytest
+
+from live import controls
+from live.config import RenderConfig
+from live.compositor import Compositor, placement
+from live.state import View
+from live.window import Window, snapshot
+
+RED, BLUE, GREEN = (255, 0, 0), (0, 0, 255), (0, 255, 0)
+
+
+@pytest.fixture(autouse=True)
+def _pygame():
+    pygame.display.init()
+    pygame.font.init()
+    yield
+    pygame.display.quit()
+
+
+def solid(color, w=64, h=48):
+    return np.full((h, w, 3), color, np.uint8)
+
+
+def px(surface, x, y):
+    return tuple(surface.get_at((x, y)))[:3]
+
+
+def close(a, b, tol=6):
+    return all(abs(int(p) - int(q)) <= tol for p, q in zip(a, b))
+
+
+def test_placement_fill_crops_and_letterbox_fits():
+    crop, rect = placement((640, 480), (1280, 720), "fill")
+    assert rect == pygame.Rect(0, 0, 1280, 720)
+    assert crop[0] == pytest.approx(0.0) and crop[1] == pytest.approx(0.125)   # top/bottom cut
+    crop, rect = placement((640, 480), (1280, 720), "letterbox")
+    assert crop == (0, 0, 1, 1) and rect == pygame.Rect(160, 0, 960, 720)      # bars left/right
+
+
+def test_blend_of_live_and_dream_pixels():
+    target = pygame.Surface((160, 120), 0, 32)
+    comp = Compositor()
+    comp.set_live(solid(RED))
+    comp.set_dream(solid(BLUE, 32, 24))                   # the dream is smaller: scaled up
+    comp.draw(target, View(blend=0.25, mirror=False, crossfade=False))
+    assert close(px(target, 80, 60), (191, 0, 64))        # 0.75 live + 0.25 dream
+    comp.draw(target, View(blend=1.0, mirror=False, crossfade=False))
+    assert close(px(target, 5, 5), BLUE)
+    comp.draw(target, View(blend=0.0, mirror=False))
+    assert close(px(target, 5, 5), RED)
+
+
+def test_no_dream_shows_the_live_picture():
+    target = pygame.Surface((96, 72), 0, 32)
+    comp = Compositor()
+    comp.set_live(solid(RED))
+    comp.set_dream(solid(BLUE))
+    comp.set_dream(None)                                   # dream fault
+    comp.draw(target, View(blend=0.9))
+    assert close(px(target, 40, 40), RED)
+
+
+def test_crossfade_between_successive_dreams():
+    target = pygame.Surface((64, 48), 0, 32)
+    comp = Compositor()
+    comp.set_live(solid(RED))
+    comp.set_dream(solid(BLUE), now=0.0)
+    comp.set_dream(solid(GREEN), now=0.1)                  # 10 Hz dream
+    view = View(blend=1.0, mirror=False, crossfade=True)
+    comp.draw(target, view, now=0.1)
+    assert close(px(target, 10, 10), BLUE)                 # just arrived: still the previous one
+    u = comp.crossfade_weight(view, 0.1 + comp._interval / 2)
+    comp.draw(target, view, now=0.1 + comp._interval / 2)
+    assert 0.3 < u < 0.7
+    mid = px(target, 10, 10)
+    assert 60 < mid[1] < 200 and 60 < mid[2] < 200         # between blue and green
+    comp.draw(target, view, now=5.0)
+    assert close(px(target, 10, 10), GREEN)                # faded in completely
+    comp.draw(target, View(blend=1.0, mirror=False, crossfade=False), now=0.1)
+    assert close(px(target, 10, 10), GREEN)                # crossfade off: the newest at once
+
+
+def test_letterbox_bars_fill_and_mirror():
+    img = solid(RED, 40, 40)
+    img[:, 20:] = GREEN                                     # left red, right green
+    target = pygame.Surface((160, 80), 0, 32)
+    comp = Compositor()
+    comp.set_live(img)
+    comp.draw(target, View(blend=0.0, mirror=False, scale="letterbox"))
+    assert px(target, 5, 40) == (0, 0, 0)                   # bar
+    assert close(px(target, 45, 40), RED) and close(px(target, 115, 40), GREEN)
+    comp.draw(target, View(blend=0.0, mirror=True, scale="letterbox"))
+    assert close(px(target, 45, 40), GREEN) and close(px(target, 115, 40), RED)
+    comp.draw(target, View(blend=0.0, mirror=False, scale="fill"))
+    assert close(px(target, 2, 40), RED) and close(px(target, 157, 40), GREEN)   # no bars
+
+
+def test_hud_and_help_overlay_are_drawn():
+    target = pygame.Surface((640, 480), 0, 32)
+    comp = Compositor()
+    comp.set_live(solid((255, 255, 255)))
+    comp.draw(target, View(blend=0.0))
+    plain = pygame.surfarray.array3d(target).copy()
+    comp.draw(target, View(blend=0.0, hud=True), hud_lines=("display 60 fps", "layer blocks.10"))
+    hud = pygame.surfarray.array3d(target)
+    assert (hud[:150, :60] != plain[:150, :60]).any()       # top-left panel
+    assert (hud[400:, 300:] == plain[400:, 300:]).all()
+    comp.draw(target, View(blend=0.0, help=True), help_lines=controls.help_lines())
+    helped = pygame.surfarray.array3d(target)
+    assert (helped[250:390, 200:280] != plain[250:390, 200:280]).any()   # centre panel
+
+
+def test_window_draws_and_snapshot_is_written_whole(tmp_path):
+    window = Window(RenderConfig(fullscreen=False, width=200, height=150))
+    comp = Compositor()
+    comp.set_live(solid(RED))
+    comp.set_dream(solid(BLUE))
+    comp.draw(window.screen, View(blend=0.5, mirror=False, crossfade=False))
+    window.present()
+    path = snapshot(window.screen, tmp_path / "snaps", background=False)
+    assert path.exists() and path.suffix == ".png"
+    assert [p.name for p in (tmp_path / "snaps").iterdir()] == [path.name]   # no partial file left
+    loaded = pygame.image.load(str(path))
+    assert loaded.get_size() == (200, 150)
+    assert close(px(loaded, 100, 75), (128, 0, 128), tol=8)
+    window.set_fullscreen(True)
+    assert window.fullscreen and window.screen.get_size() == pygame.display.get_desktop_sizes()[0]
+    window.close()

@@ -1,0 +1,127 @@
+"""Optical-flow warp of the carried dream: shifted pictures warp back onto themselves,
+failures fade the residual, scene cuts drop it, and the engine carries it along the flow."""
+import numpy as np
+import pytest
+import torch
+
+from live.dream.images import natural_picture as natural_image
+from live.dream import DreamEngine
+from live.dream.images import to_tensor
+from live.dream.temporal.flow import FlowTracker, ResidualWarp, warp_image, zoom_flow
+
+W, H = 160, 120
+
+
+def shifted(img: np.ndarray, dx: int, dy: int) -> np.ndarray:
+    """The picture as a camera sees it after the scene moved by (dx, dy)."""
+    return np.roll(img, (dy, dx), axis=(0, 1))
+
+
+def interior(a: np.ndarray, m: int = 12) -> np.ndarray:
+    return a[m:-m, m:-m]
+
+
+@pytest.fixture
+def scene() -> np.ndarray:
+    return natural_image(W, H, seed=3)
+
+
+def test_shifted_picture_warps_back_onto_itself(scene):
+    moved = shifted(scene, 3, -2)
+    tracker = FlowTracker((W, H))
+    assert tracker.update(scene) is None
+    r = tracker.update(moved)
+    # backward flow: new pixel (x, y) came from (x - 3, y + 2)
+    assert np.median(r.flow[..., 0]) == pytest.approx(-3, abs=0.2)
+    assert np.median(r.flow[..., 1]) == pytest.approx(2, abs=0.2)
+    back = warp_image(scene, r.flow)
+    err = np.abs(interior(back).astype(float) - interior(moved)).mean()
+    still = np.abs(interior(scene).astype(float) - interior(moved)).mean()
+    assert err < 3 and err < still / 8
+    assert r.confidence[12:-12, 12:-12].mean() > 0.9 and not r.cut
+    assert r.motion == pytest.approx(np.hypot(3, 2), abs=0.5)
+
+
+def test_residual_warp_moves_a_tensor_with_the_flow(scene):
+    """The torch warp the engine calls puts a residual where the scene went."""
+    x = to_tensor(scene, torch.device("cpu"), (W, H))
+    moved = to_tensor(shifted(scene, 4, 1), torch.device("cpu"), (W, H))
+    flow = np.zeros((H, W, 2), np.float32)
+    flow[..., 0], flow[..., 1] = -4, -1
+    out = ResidualWarp()(x, flow)
+    assert (out - moved)[..., 8:-8, 8:-8].abs().max() < 1e-4
+    assert out[..., :, :4].abs().max() < 1e-5  # uncovered edge: no dream there yet
+    conf = np.zeros((H, W), np.float32)
+    assert ResidualWarp()(x, flow, conf).abs().max() == 0  # no confidence: faded out
+
+
+def test_occluded_region_loses_confidence(scene):
+    """A square that appears from nowhere (a hand) cannot be tracked: its residual fades."""
+    tracker = FlowTracker((W, H))
+    tracker.update(scene)
+    occluded = scene.copy()
+    occluded[40:80, 60:100] = natural_image(40, 40, seed=9)
+    r = tracker.update(occluded)
+    inside = r.confidence[48:72, 68:92].mean()
+    outside = r.confidence[:30].mean()
+    assert inside < 0.35 and outside > 0.9
+    assert not r.cut
+
+
+def test_scene_cut_is_detected_and_drops_the_residual(scene):
+    tracker = FlowTracker((W, H))
+    tracker.update(scene)
+    r = tracker.update(natural_image(W, H, seed=11))
+    assert r.cut and r.confidence.max() == 0
+    res = torch.ones(1, 3, H, W)
+    assert tracker.warp(res, r.flow).abs().max() == 0
+    # the next frame of the new scene tracks again
+    r2 = tracker.update(natural_image(W, H, seed=11))
+    assert not r2.cut and r2.confidence.mean() > 0.9
+
+
+def test_tracker_warp_uses_the_confidence_of_its_own_flow_only(scene):
+    tracker = FlowTracker((W, H))
+    tracker.update(scene)
+    occluded = scene.copy()
+    occluded[40:80, 60:100] = 0
+    r = tracker.update(occluded)
+    res = torch.ones(1, 3, H, W)
+    faded = tracker.warp(res, r.flow)
+    assert faded[0, 0, 60, 80] < 0.3 and faded[0, 0, 10, 10] > 0.9
+    foreign = tracker.warp(res, r.flow.copy())  # not the tracker's flow: no confidence applied
+    assert foreign[0, 0, 60, 80] > 0.9
+
+
+def test_zoom_flow_zooms_about_the_centre():
+    f = zoom_flow((W, H), 2.0)
+    cy, cx = (H - 1) / 2, (W - 1) / 2
+    assert np.abs(f[int(cy), int(cx)]).max() < 0.5           # the centre stays
+    # a pixel at the right edge shows what was halfway to the edge before
+    assert f[int(cy), W - 1, 0] == pytest.approx(-(W - 1 - cx) / 2, abs=0.01)
+    assert np.abs(zoom_flow((W, H), 1.0)).max() < 1e-4
+
+
+def test_engine_carries_the_residual_along_the_flow(backbone, scene):
+    """Dream a picture, then move the scene: with flow the dream moves with it (the
+    carried residual lines up with the warped old one); without, it stays put."""
+    size = (W, H)
+    eng = DreamEngine(backbone, layer="blocks.6", size=size, precision="fp32", seed=0, decay=1.0)
+    for _ in range(3):
+        eng.dream(scene)
+    old = eng.residual.clone()
+    moved = shifted(scene, 6, 0)
+    tracker = FlowTracker(size)
+    tracker.update(scene)
+    r = tracker.update(moved)
+    eng.warp = tracker.warp
+    eng.configure(strength=0.0)   # carry only, so we see the warp alone
+    out = eng.dream(moved, flow=r.flow)
+    base = to_tensor(moved, eng.device, size)
+    carried = eng.residual
+    expect = torch.roll(old, 6, dims=3)
+    m = (slice(None), slice(None), slice(8, -8), slice(16, -8))
+    with_flow = (carried - expect)[m].abs().mean()
+    unmoved = (carried - old)[m].abs().mean()
+    assert with_flow < 0.25 * unmoved
+    assert out.shape == (H, W, 3) and float((carried + base).min()) >= -1e-6
