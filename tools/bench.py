@@ -20,7 +20,7 @@ import platform
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -35,33 +35,14 @@ from live.dream.backends.onnx import cache_path, cpu_threads
 from live.dream.backends.validate import sample_photo
 from live.dream.prior import jitter_offsets, roll
 from live.dream.step import make_step
+from tools.bench_report import NAIVE, Row, markdown, plot, print_table, summarise, verdict
 
 log = logging.getLogger("tools.bench")
 
 SIZES = ((160, 120), (320, 240), (640, 480))
 QUICK_SIZES = ((160, 120), (320, 240))
-TARGET = {"size": (320, 240), "layer": "blocks.10", "speedup": 2.5, "ms": 40.0}
 STRENGTH, JITTER = DreamSettings.strength, DreamSettings.jitter  # the installation's defaults
 GRAD_NORM = DreamSettings.grad_norm
-NAIVE = "naive"
-
-
-@dataclass
-class Row:
-    layer: str
-    depth: str                 # shallow | default | deep
-    size: str
-    method: str                # naive | torch | onnx | compile (engine backends)
-    precision: str
-    ms: float = float("nan")   # median ms per dream() call (one step)
-    ms_p25: float = float("nan")
-    ms_p75: float = float("nan")
-    steps_per_s: float = float("nan")
-    speedup: float = float("nan")  # naive ms / this ms, same size and layer, same run
-    gflop: float = float("nan")    # per step, torch's flop counter
-    gflops: float = float("nan")   # achieved GFLOP/s
-    note: str = ""
-    times: list[float] = field(default_factory=list, repr=False)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -237,123 +218,6 @@ class Bench:
         naive = naive_step(self.naive_backbone, layer, random.Random(0))
         frame = np.zeros((h, w, 3), np.uint8)
         return engine_gflop, count_flops(lambda: naive(frame))
-
-
-def summarise(rows: list[Row]) -> None:
-    timed = [r for r in rows if r.times]
-    for r in timed:
-        r.ms = float(np.median(r.times))
-        r.ms_p25, r.ms_p75 = (float(v) for v in np.percentile(r.times, [25, 75]))
-        r.steps_per_s = 1000.0 / r.ms
-        r.gflops = r.gflop / (r.ms / 1000.0)
-    naive = {(r.layer, r.size): r.ms for r in timed if r.method == NAIVE}
-    for r in timed:
-        if (r.layer, r.size) in naive:
-            r.speedup = naive[(r.layer, r.size)] / r.ms
-
-
-def verdict(rows: list[Row]) -> dict | None:
-    """The issue's target: best dream() at 320x240, default layer, vs naive in this run."""
-    size = f"{TARGET['size'][0]}x{TARGET['size'][1]}"
-    combo = [r for r in rows if r.size == size and r.layer == TARGET["layer"] and r.times]
-    naive = [r for r in combo if r.method == NAIVE]
-    engine = [r for r in combo if r.method != NAIVE]
-    if not naive or not engine:
-        return None
-    best = min(engine, key=lambda r: r.ms)
-    met = best.speedup >= TARGET["speedup"] and best.ms <= TARGET["ms"]
-    return {"size": size, "layer": TARGET["layer"], "best": f"{best.method} {best.precision}",
-            "best_ms": round(best.ms, 2), "naive_ms": round(naive[0].ms, 2),
-            "speedup": round(best.speedup, 2), "target_speedup": TARGET["speedup"],
-            "target_ms": TARGET["ms"], "met": bool(met)}
-
-
-# -- reports --------------------------------------------------------------------------
-def markdown(rows: list[Row], facts: dict, meta: dict, goal: dict | None) -> str:
-    lines = ["# Dream-step benchmark", "",
-             f"`python -m tools.bench{' --quick' if meta['quick'] else ''}` — {meta['date']}, "
-             f"{meta['rounds']} interleaved rounds x {meta['steps']} calls per method; "
-             f"load average before {meta['load_before']}, after {meta['load_after']}.", "",
-             f"Machine: {facts['cpu']} ({facts['usable_cpus']} usable CPUs, torch threads "
-             f"{facts['torch_threads']}), device {facts['device']}; Python {facts['python']}, "
-             f"torch {facts['torch']}, onnxruntime {facts['onnxruntime']}.", "",
-             "One `DreamEngine.dream()` call = one gradient step on a 320x240-class frame, "
-             "including the picture's way in and out. *naive*: full-network forward, hook "
-             "registered every step, fp32 eager, BatchNorm unfused (the usual notebook loop), "
-             "measured in the same run. GFLOP per step from `torch.utils.flop_counter`.", "",
-             "| size | layer | method | precision | ms/step (median) | IQR | steps/s | speed-up vs naive "
-             "| GFLOP/step | GFLOP/s | note |",
-             "|---|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
-    for r in rows:
-        if r.times:
-            lines.append(f"| {r.size} | {r.layer} ({r.depth}) | {r.method} | {r.precision} | {r.ms:.1f} | "
-                         f"{r.ms_p25:.1f}–{r.ms_p75:.1f} | {r.steps_per_s:.1f} | {r.speedup:.2f}x | "
-                         f"{r.gflop:.2f} | {r.gflops:.1f} | {r.note} |")
-        else:
-            lines.append(f"| {r.size} | {r.layer} ({r.depth}) | {r.method} | {r.precision} | – | – | – | – "
-                         f"| {r.gflop:.2f} | – | {r.note} |")
-    if goal:
-        lines += ["", f"Target ({goal['size']}, {goal['layer']}): best is {goal['best']} at "
-                      f"{goal['best_ms']:.1f} ms vs naive {goal['naive_ms']:.1f} ms = "
-                      f"{goal['speedup']:.2f}x (wanted >= {goal['target_speedup']}x and <= "
-                      f"{goal['target_ms']:.0f} ms): {'met' if goal['met'] else 'NOT met'}."]
-    return "\n".join(lines) + "\n"
-
-
-def plot(rows: list[Row], path: Path, title: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    combos = list(dict.fromkeys((r.size, r.layer) for r in rows))
-    methods = list(dict.fromkeys(f"{r.method} {r.precision}" for r in rows))
-    fig, axes = plt.subplots(2, 1, figsize=(max(7.5, 1.25 * len(combos) + 3), 8.5), sharex=True,
-                             gridspec_kw={"height_ratios": [3, 2]})
-    width = 0.8 / len(methods)
-    xs = np.arange(len(combos))
-    colors = plt.get_cmap("tab10")
-    for i, m in enumerate(methods):
-        ms, err, spd = [], [[], []], []
-        for size, layer in combos:
-            r = next((r for r in rows if (r.size, r.layer) == (size, layer) and f"{r.method} {r.precision}" == m), None)
-            ok = r is not None and bool(r.times)
-            ms.append(r.ms if ok else np.nan)
-            err[0].append(r.ms - r.ms_p25 if ok else 0)
-            err[1].append(r.ms_p75 - r.ms if ok else 0)
-            spd.append(r.speedup if ok else np.nan)
-        off = (i - (len(methods) - 1) / 2) * width
-        axes[0].bar(xs + off, ms, width, yerr=err, capsize=2, label=m, color=colors(i))
-        if not m.startswith(NAIVE):
-            bars = axes[1].bar(xs + off, spd, width, color=colors(i), label=m)
-            axes[1].bar_label(bars, labels=[f"{v:.1f}x" if np.isfinite(v) else "" for v in spd], fontsize=7)
-    labels = [f"{s}\n{l}" for s, l in combos]
-    axes[0].set_yscale("log")
-    axes[0].set_ylabel("ms per dream() step (median, IQR), log scale")
-    axes[0].legend(fontsize=8, ncol=len(methods))
-    axes[0].grid(axis="y", which="both", alpha=0.3)
-    axes[1].axhline(1.0, color="grey", lw=0.8)
-    axes[1].axhline(TARGET["speedup"], color="red", lw=0.8, ls="--", label=f"target {TARGET['speedup']}x")
-    axes[1].set_ylabel("speed-up vs naive (same run)")
-    axes[1].set_xticks(xs, labels, fontsize=8)
-    axes[1].legend(fontsize=8)
-    axes[1].grid(axis="y", alpha=0.3)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def print_table(rows: list[Row]) -> None:
-    print(f"{'size':>8} {'layer':>10} {'method':>14} {'prec':>5} {'ms/step':>8} {'steps/s':>8} "
-          f"{'speed-up':>8} {'GFLOP':>6} {'GFLOP/s':>8}  note")
-    for r in rows:
-        if r.times:
-            print(f"{r.size:>8} {r.layer:>10} {r.method:>14} {r.precision:>5} {r.ms:8.1f} {r.steps_per_s:8.1f} "
-                  f"{r.speedup:7.2f}x {r.gflop:6.2f} {r.gflops:8.1f}  {r.note}")
-        else:
-            print(f"{r.size:>8} {r.layer:>10} {r.method:>14} {r.precision:>5} {'-':>8} {'-':>8} {'-':>8} "
-                  f"{r.gflop:6.2f} {'-':>8}  {r.note}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
