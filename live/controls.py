@@ -1,4 +1,4 @@
-"""One table from keys to actions (DESIGN.md, Keys). The help overlay is generated from
+"""One table from keys to actions (README, Keys). The help overlay is generated from
 the same table, so it can never disagree with what the keys do.
 
 Each action is the name of a method on the shared state object (live.app.State); this

@@ -81,6 +81,19 @@ def write_clip(path: Path, frames: int = 12, size: tuple[int, int] = (64, 48), f
     return Path(path)
 
 
+def read_video(path: Path) -> list[np.ndarray]:
+    """Every frame a video file gives (BGR), in order."""
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
+    cap.release()
+    return frames
+
+
 def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
     """Poll until `predicate()` holds; the timeout is only a safety net, never a measure."""
     end = time.monotonic() + timeout

@@ -19,7 +19,7 @@ import numpy as np
 import pygame
 import pytest
 
-from conftest import engine_factory, feed, small_config, wait_for
+from conftest import read_video, engine_factory, feed, small_config, wait_for
 from live import config, controls
 from live.__main__ import main
 from live.adaptive import AdaptiveSize, adaptive_ladder
@@ -244,13 +244,7 @@ def test_headless_records_n_dreamed_frames(tmp_path, backbone):
     app = App(cfg("render.blend=1.0", "render.mirror=false"), str(src), backbone=backbone)
     out, still = tmp_path / "out" / "rec.mp4", tmp_path / "out" / "last.png"
     assert run_headless(app, 6, out, still) == 0
-    video = cv2.VideoCapture(str(out))
-    frames = []
-    while True:
-        ok, f = video.read()
-        if not ok:
-            break
-        frames.append(f)
+    frames = read_video(out)
     assert len(frames) == 6 and frames[0].shape == (120, 160, 3)
     assert sorted(p.name for p in out.parent.iterdir()) == ["last.png", "rec.mp4"]   # no partial files
     assert app.dreamer.steps >= 6

@@ -22,7 +22,7 @@ import pygame
 import pytest
 import torch
 
-from conftest import SMALL, engine_factory, feed, small_config as cfg, wait_for
+from conftest import read_video, SMALL, engine_factory, feed, small_config as cfg, wait_for
 from live import config
 from live.adaptive import AdaptiveSize, adaptive_ladder, fit_aspect
 from live.app import App
@@ -394,13 +394,7 @@ def test_sigterm_finishes_the_video_and_a_power_cut_leaves_no_half_file(tmp_path
         for p in procs:
             if p.poll() is None:
                 p.kill()
-    video = cv2.VideoCapture(str(term))
-    frames = []
-    while True:
-        ok, f = video.read()
-        if not ok:
-            break
-        frames.append(f)
+    frames = read_video(term)
     assert len(frames) >= 25 and frames[-1].shape == (120, 160, 3)   # finished, playable to the end
     assert not partial_name(term).exists()
     assert not cut.exists()                                         # nothing half-written under the name

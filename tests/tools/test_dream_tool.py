@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import read_video
 from live.dream import objectives as obj
 from live.dream.clouds import clouds
 from live.dream.images import noise, to_tensor
@@ -200,18 +201,6 @@ def test_tiled_render_keeps_size(tmp_path):
     src = save(tmp_path / "in.png", shapes(150, 100, seed=7))
     assert main([src, str(out), "--tile", "64", "--layer", "blocks.3", "--octaves", "1", "--iterations", "2", "--quiet"]) == 0
     assert load(out).shape == (100, 150, 3)
-
-
-def read_video(path: Path) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
-    cap.release()
-    return frames
 
 
 def test_zoom_video_has_n_frames(tmp_path):

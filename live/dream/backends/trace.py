@@ -95,23 +95,16 @@ def _decompositions() -> dict:
     return table
 
 
-def _mask_from_outputs(gm: torch.fx.GraphModule) -> int:
-    """Rewrite hardtanh_backward(g, z) as g * (lo < y < hi) with y = hardtanh(z): the
-    same numbers, but z is no longer needed after the forward pass, so ONNX Runtime fuses
-    Conv+Clip; a float multiply is also cheaper there than Where. Returns the count."""
+def _rewrite(gm: torch.fx.GraphModule, target, replacement) -> int:
+    """Replace every call of `target` by what `replacement(graph, node)` returns (None:
+    leave that node alone); returns how many were replaced."""
     graph, count = gm.graph, 0
     for node in list(graph.nodes):
-        if node.op != "call_function" or node.target != aten.hardtanh_backward.default:
+        if node.op != "call_function" or node.target != target:
             continue
-        grad, z, lo, hi = node.args
-        outs = [u for u in z.users if u.target == aten.hardtanh.default and u.args[1:] == (lo, hi)]
-        src = outs[0] if outs else z
-        with graph.inserting_before(node):
-            inside = graph.call_function(aten.logical_and.default, (
-                graph.call_function(aten.gt.Scalar, (src, lo)),
-                graph.call_function(aten.lt.Scalar, (src, hi))))
-            mask = graph.call_function(aten._to_copy.default, (inside,), {"dtype": torch.float32})
-            new = graph.call_function(aten.mul.Tensor, (grad, mask))
+        new = replacement(graph, node)
+        if new is None:
+            continue
         node.replace_all_uses_with(new)
         graph.erase_node(node)
         count += 1
@@ -120,29 +113,41 @@ def _mask_from_outputs(gm: torch.fx.GraphModule) -> int:
     return count
 
 
+def _mask_from_outputs(gm: torch.fx.GraphModule) -> int:
+    """Rewrite hardtanh_backward(g, z) as g * (lo < y < hi) with y = hardtanh(z): the
+    same numbers, but z is no longer needed after the forward pass, so ONNX Runtime fuses
+    Conv+Clip; a float multiply is also cheaper there than Where. Returns the count."""
+    def masked(graph: torch.fx.Graph, node: torch.fx.Node) -> torch.fx.Node:
+        grad, z, lo, hi = node.args
+        outs = [u for u in z.users if u.target == aten.hardtanh.default and u.args[1:] == (lo, hi)]
+        src = outs[0] if outs else z
+        with graph.inserting_before(node):
+            inside = graph.call_function(aten.logical_and.default, (
+                graph.call_function(aten.gt.Scalar, (src, lo)),
+                graph.call_function(aten.lt.Scalar, (src, hi))))
+            mask = graph.call_function(aten._to_copy.default, (inside,), {"dtype": torch.float32})
+            return graph.call_function(aten.mul.Tensor, (grad, mask))
+
+    return _rewrite(gm, aten.hardtanh_backward.default, masked)
+
+
 def _fold_crops(gm: torch.fx.GraphModule) -> int:
     """A stride-1 convolution's input-gradient followed by the backward of the model's own
     symmetric "same" padding (a crop) is one convolution with less padding: saves a copy
     of a large tensor per block. Returns the count."""
-    graph, count = gm.graph, 0
-    for node in list(graph.nodes):
-        if node.op != "call_function" or node.target != aten.constant_pad_nd.default:
-            continue
+    def folded(graph: torch.fx.Graph, node: torch.fx.Node) -> torch.fx.Node | None:
         src, pads = node.args[0], list(node.args[1])
         if (len(pads) != 4 or any(p > 0 for p in pads) or pads[0] != pads[1] or pads[2] != pads[3]
                 or src.op != "call_function" or src.target != aten.convolution.default or len(src.users) != 1):
-            continue
+            return None
         x, w, b, stride, padding, dilation, transposed, out_pad, groups = src.args
         new_padding = [padding[0] + pads[2], padding[1] + pads[0]]
         if transposed or list(stride) != [1, 1] or min(new_padding) < 0:
-            continue
+            return None
         src.args = (x, w, b, stride, new_padding, dilation, transposed, out_pad, groups)
-        node.replace_all_uses_with(src)
-        graph.erase_node(node)
-        count += 1
-    graph.lint()
-    gm.recompile()
-    return count
+        return src
+
+    return _rewrite(gm, aten.constant_pad_nd.default, folded)
 
 
 def trace_step(step: DreamStep, size: tuple[int, int], device: torch.device) -> torch.fx.GraphModule:
