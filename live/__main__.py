@@ -38,6 +38,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=positive_int, default=150, help="headless: frames to record (default 150)")
     p.add_argument("--record", metavar="OUT.mp4", help="headless: the video to write (.mp4 or .avi)")
     p.add_argument("--png", metavar="OUT.png", help="headless: also write the last frame as a PNG")
+    p.add_argument("--osc-list", action="store_true",
+                   help="print the OSC addresses with their argument types and ranges, and exit")
     p.add_argument("--log-file", help='log to this file, rotated and size-capped (default: log.file of the '
                                       'config, logs/dreamcam.log; "" for none)')
     p.add_argument("--log-level", type=str.upper, choices=logs.LEVELS,
@@ -74,6 +76,19 @@ def wait_for_display(kiosk: bool) -> str | None:
         time.sleep(2.0)
 
 
+def print_osc_list(cfg) -> None:
+    """The OSC address table (--osc-list), for building a TouchOSC or Open Stage Control layout."""
+    from .commands import Commands
+    from .remote.osc import address_table
+    from .state import State
+
+    o = cfg.osc
+    print(f"OSC over UDP {o.host}:{o.port} ([osc] enabled = {str(o.enabled).lower()}); state changes go back "
+          f"to the last sender{f' on port {o.reply_port}' if o.reply_port else ''}; refusals as /dreamcam/error <text>.")
+    print("Actions (type -) run on a message with no argument or a non-zero one; 0 (a button's release) is ignored.")
+    print(address_table(Commands(State.from_config(cfg))))
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = parser().parse_args(argv)
@@ -83,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     level = "DEBUG" if args.verbose else args.log_level
     logs.setup(level or "INFO")  # the console now; the file once the config is read
-    if not args.headless:  # before the heavy imports, so a headless box hears it at once
+    if not args.headless and not args.osc_list:  # before the heavy imports, so a headless box hears it at once
         problem = wait_for_display(args.kiosk)
         if problem:
             print(f"error: {problem}; record headless instead: {HEADLESS_HINT}", file=sys.stderr)
@@ -113,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
             check_output(args.record, "--record")
             if args.png:
                 check_output(args.png, "--png")
+        if args.osc_list:
+            print_osc_list(cfg)
+            return EXIT_OK
         app = App(cfg, args.source)
         if args.headless:
             return run_headless(app, args.frames, args.record, args.png, args.seconds)

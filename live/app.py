@@ -12,10 +12,12 @@ import time
 
 import models
 from .capture import Capture
+from .commands import Commands
 from .config import Config, ConfigError
 from .dream import DreamEngine, objectives
 from .dream.temporal.coherent import TemporalDream
 from .dreamer import Dreamer, LiveSettings
+from .remote import Remotes
 from .sources import plan_source
 from .state import State
 from .stats import Stats
@@ -49,6 +51,8 @@ class App:
         self.backbone = backbone or models.load(cfg.dream.model, cfg.dream.device)
         check_presets(cfg, self.backbone)
         self.state = State.from_config(cfg)
+        self.commands = Commands(self.state, self.check_objective)   # keys, OSC, MIDI and the web
+        self.remotes = Remotes(cfg, self.commands)
         self.capture = Capture(self.plan, cfg.source.reconnect_seconds)
         d = cfg.dream
         # Cameras and the clouds come at the configured source shape; files show theirs
@@ -70,7 +74,13 @@ class App:
         return DreamEngine(self.backbone, settings=self.cfg.dream, layer=s.layer, size=size,
                            objective=s.objective, strength=s.strength)
 
+    def check_objective(self, objective: str, layer: str) -> None:
+        """Refuse (raise) an objective the layer cannot dream, before it reaches the dreamer."""
+        b = self.backbone
+        objectives.parse(objective, layer, b.layers, b.class_index, b.channels)
+
     def start(self) -> None:
+        self.remotes.start()
         self.capture.start()
         self.dreamer.start()
         w = self.cfg.watchdog
@@ -84,6 +94,7 @@ class App:
 
     def stop(self) -> None:
         self.notifier.stopping()
+        self.remotes.stop()
         if self.watchdog is not None:
             self.watchdog.stop()
         self.dreamer.stop()

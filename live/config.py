@@ -8,6 +8,7 @@ one line naming the file, the key, what was wrong and what is allowed."""
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -77,6 +78,32 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class OscConfig:
+    enabled: bool = False
+    host: str = "127.0.0.1"                           # beyond localhost only with `allow` (OSC has no password)
+    port: int = bounded(9000, 0, 65535)               # UDP; 0 = any free port (tests)
+    reply_port: int = bounded(0, 0, 65535)            # state changes go back here; 0 = the port the client sent from
+    allow: str = ""                                   # comma-separated client addresses allowed beyond localhost
+
+
+@dataclass(frozen=True)
+class RemoteConfig:
+    enabled: bool = False
+    host: str = "127.0.0.1"                           # beyond localhost only with a strong token
+    port: int = bounded(8765, 0, 65535)               # 0 = any free port (tests)
+    token: str = ""                                   # "" = a strong one generated at start, logged, QR on the HUD
+    stream_fps: float = bounded(8.0, 1, 30)           # MJPEG preview rate (encoded only while someone watches)
+    stream_width: int = bounded(640, 160, 1920)       # MJPEG preview width in pixels
+
+
+@dataclass(frozen=True)
+class MidiConfig:
+    enabled: bool = False
+    port: str = ""                                    # part of the input port's name; "" = the first one
+    mapping: str = ""                                 # mapping file; "" = ~/.config/dreamcam/midi.toml (learn saves there)
+
+
+@dataclass(frozen=True)
 class Preset:
     name: str = "preset"
     layer: str = "blocks.10"
@@ -96,6 +123,9 @@ class Config:
     output: OutputConfig = field(default_factory=OutputConfig)
     watchdog: WatchdogConfig = field(default_factory=WatchdogConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    osc: OscConfig = field(default_factory=OscConfig)
+    remote: RemoteConfig = field(default_factory=RemoteConfig)
+    midi: MidiConfig = field(default_factory=MidiConfig)
     presets: tuple[Preset, ...] = ()
 
 
@@ -121,7 +151,38 @@ def from_dict(data: dict, origin: str = "config") -> Config:
     return cfg
 
 
+MIN_TOKEN = 16   # characters of a configured token that may guard a remote beyond localhost
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip()).is_loopback
+    except ValueError:
+        return False  # a host name or 0.0.0.0: reachable from elsewhere
+
+
+def _check_remotes(cfg: Config) -> None:
+    """Anything listening beyond localhost must be protected: the web remote by a strong
+    token, OSC (which has no password) by a list of the client addresses allowed."""
+    r, o = cfg.remote, cfg.osc
+    if r.enabled and not is_loopback(r.host) and r.token and len(r.token) < MIN_TOKEN:
+        raise ConfigError(f"'remote.token' has {len(r.token)} characters; listening beyond localhost "
+                          f"(remote.host = '{r.host}') needs at least {MIN_TOKEN}, or leave it empty for a generated one")
+    if o.enabled and not is_loopback(o.host) and not o.allow.strip():
+        raise ConfigError(f"'osc.host' = '{o.host}' listens beyond localhost; list the senders allowed in "
+                          "'osc.allow' (e.g. \"192.168.1.20\"), OSC has no password")
+    for a in filter(None, (x.strip() for x in o.allow.split(","))):
+        try:
+            ipaddress.ip_address(a)
+        except ValueError:
+            raise ConfigError(f"'osc.allow': '{a}' is not an IP address") from None
+
+
 def _check_cross(cfg: Config) -> None:
+    _check_remotes(cfg)
     if cfg.motion.moving <= cfg.motion.still:
         raise ConfigError(f"'motion.moving' = {cfg.motion.moving} must be above 'motion.still' = {cfg.motion.still}")
     try:

@@ -1,8 +1,8 @@
-"""One table from keys to actions (README, Keys). The help overlay is generated from
+"""One table from keys to commands (README, Keys). The help overlay is generated from
 the same table, so it can never disagree with what the keys do.
 
-Each action is the name of a method on the shared state object (live.app.State); this
-module knows nothing else about the app. In kiosk mode only bindings marked `kiosk`
+Each binding names a command of the one command layer (live/commands.py), the same
+commands OSC, MIDI and the web remote run. In kiosk mode only bindings marked `kiosk`
 work, so visitors can play with the picture but only Ctrl+Shift+Q quits."""
 from __future__ import annotations
 
@@ -10,16 +10,18 @@ from dataclasses import dataclass
 
 import pygame
 
+from .commands import NO_VALUE, CommandError, Commands
+
 CTRL, SHIFT, ALT = pygame.KMOD_CTRL, pygame.KMOD_SHIFT, pygame.KMOD_ALT
 
 
 @dataclass(frozen=True)
 class Binding:
     keys: tuple[int, ...]
-    action: str             # method of the shared state
+    action: str             # a command of live/commands.py
     label: str              # the keys as the help overlay shows them
     help: str
-    arg: int | None = None
+    arg: int | None = None  # the command's value (preset number, 1-based)
     mods: int = 0           # modifier groups that must be held (CTRL, SHIFT, ALT)
     kiosk: bool = True      # allowed in kiosk mode
 
@@ -37,8 +39,8 @@ BINDINGS: tuple[Binding, ...] = (
     Binding((pygame.K_MINUS, pygame.K_KP_MINUS), "weaker", "-", "weaker dream"),
     Binding((pygame.K_RIGHTBRACKET,), "more_dream", "]", "more dream in the blend"),
     Binding((pygame.K_LEFTBRACKET,), "less_dream", "[", "more live picture in the blend"),
-    *(Binding((getattr(pygame, f"K_{i}"), getattr(pygame, f"K_KP{i}")), "select_preset", "1-9",
-              "preset by number", arg=i - 1) for i in range(1, 10)),
+    *(Binding((getattr(pygame, f"K_{i}"), getattr(pygame, f"K_KP{i}")), "preset", "1-9",
+              "preset by number", arg=i) for i in range(1, 10)),
     Binding((pygame.K_z,), "toggle_zoom", "z", "endless-zoom drift"),
     Binding((pygame.K_n,), "toggle_noise", "n", "dream from noise (again: back to the camera)"),
     Binding((pygame.K_r,), "reset_dream", "r", "reset the dream"),
@@ -46,6 +48,8 @@ BINDINGS: tuple[Binding, ...] = (
     Binding((pygame.K_TAB,), "toggle_hud", "Tab", "HUD: fps, ms/step, layer, backend, device"),
     Binding((pygame.K_h, pygame.K_F1), "toggle_help", "h / F1", "this help"),
     Binding((pygame.K_m,), "toggle_mirror", "m", "mirror"),
+    Binding((pygame.K_l,), "toggle_midi_learn", "l", "MIDI learn: then move a control (binds to the last-changed setting)",
+            kiosk=False),
 )
 
 
@@ -61,15 +65,18 @@ def lookup(key: int, mod: int = 0, kiosk: bool = False) -> Binding | None:
     return None
 
 
-def handle(event: pygame.event.Event, state: object, kiosk: bool = False) -> str | None:
-    """Apply a key-down event to the state; returns the action's name, if any."""
+def handle(event: pygame.event.Event, commands: Commands, kiosk: bool = False) -> str | None:
+    """Run the command a key-down event is bound to; returns its name, if any. A refused
+    command (a snapshot in kiosk mode, a preset that does not exist) is said on screen."""
     if event.type != pygame.KEYDOWN:
         return None
     b = lookup(event.key, getattr(event, "mod", 0), kiosk)
     if b is None:
         return None
-    method = getattr(state, b.action)
-    method() if b.arg is None else method(b.arg)
+    try:
+        commands.run(b.action, NO_VALUE if b.arg is None else b.arg, source="key")
+    except CommandError as exc:
+        commands.state.say(str(exc))
     return b.action
 
 

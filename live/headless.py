@@ -49,6 +49,7 @@ def run_headless(app: App, frames: int | None, record: str | Path, png: str | Pa
     written, seq = 0, 0
     last_progress = time.monotonic()
     app.dreamer.adaptive.enabled = False  # not real time: every frame waits for its dream anyway
+    app.state.headless = True             # remotes: no screen to snapshot
     total = "" if frames is None else f"/{frames}"
     length = f"{frames} frames" if frames is not None else f"{seconds:g} s" if seconds else "until stopped"
     log.info("recording %s of %dx%d to %s (source: %s%s)", length, *size, record,
@@ -75,6 +76,7 @@ def run_headless(app: App, frames: int | None, record: str | Path, png: str | Pa
                                        message=""))
             rgb = np.frombuffer(pygame.image.tobytes(surface, "RGB"), np.uint8).reshape(size[1], size[0], 3)
             writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+            app.remotes.preview.offer_rgb(rgb)
             written += 1
             if written % 25 == 0:
                 log.info("recorded %d%s frames", written, total)

@@ -1,11 +1,14 @@
 """Text over the picture: the HUD (what the installation is doing, Tab), the help
-overlay generated from the key table (h), and short notices (preset names, snapshots).
+overlay generated from the key table (h), short notices (preset names, snapshots) and,
+beside the HUD, the web remote's address with its token as a QR code for staff to scan.
 Each panel is rendered once per change of its text and blitted every frame."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pygame
+import segno
 
 from .state import State
 from .stats import Stats
@@ -48,11 +51,15 @@ class Panels:
         self._hud_cache: tuple[tuple, pygame.Surface] | None = None
         self._help_cache: tuple[tuple, pygame.Surface] | None = None
         self._msg_cache: tuple[str, pygame.Surface] | None = None
+        self.qr: str | None = None     # the web remote's URL with its token, shown with the HUD
+        self._qr_cache: tuple[tuple, pygame.Surface] | None = None
 
     def draw(self, target: pygame.Surface, hud: tuple[str, ...] = (), message: str = "",
              help_lines: list[tuple[str, str]] | None = None) -> None:
         if hud:
             self._draw_hud(target, tuple(hud))
+            if self.qr:
+                self._draw_qr(target, self.qr)
         if message:
             self._draw_message(target, message)
         if help_lines:
@@ -105,6 +112,21 @@ class Panels:
         panel = self._msg_cache[1]
         tw, th = target.get_size()
         target.blit(panel, ((tw - panel.get_width()) // 2, th - panel.get_height() - th // 12))
+
+    def _draw_qr(self, target: pygame.Surface, url: str) -> None:
+        """The URL as a QR code (dark modules on white, 4-module quiet zone), bottom right."""
+        key = (url, target.get_height())
+        if self._qr_cache is None or self._qr_cache[0] != key:
+            dark = np.array(segno.make(url, error="m").matrix, dtype=bool)
+            dark = np.pad(dark, 4)                                   # the quiet zone scanners need
+            px = max(2, target.get_height() // 3 // dark.shape[0])
+            grey = np.where(dark, 0, 255).astype(np.uint8).repeat(px, 0).repeat(px, 1)
+            code = pygame.surfarray.make_surface(np.ascontiguousarray(np.stack([grey.T] * 3, axis=-1)))
+            label = self._font(target).render("web remote: scan", True, HUD_COLOR)
+            self._qr_cache = (key, self._panel([label, code], 8))
+        panel = self._qr_cache[1]
+        tw, th = target.get_size()
+        target.blit(panel, (tw - panel.get_width() - 10, th - panel.get_height() - 10))
 
     def text_center(self, target: pygame.Surface, text: str) -> None:
         surf = self._font(target, 1.3).render(text, True, HUD_COLOR)

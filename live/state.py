@@ -71,11 +71,13 @@ class State:
     running: bool = True
     kiosk: bool = False
     snapshots_allowed: bool = True
+    headless: bool = False        # a recording: no screen to snapshot
+    midi_learn: bool = False      # armed: the next MIDI control moved binds to the last-changed setting
     message: str = ""
     message_time: float = 0.0
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)  # injected in tests
     preset_time: float | None = None   # when the current preset was chosen (clock time)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     def __post_init__(self) -> None:
         if self.preset_time is None:
@@ -99,6 +101,12 @@ class State:
         with self._lock:
             return View(self.blend, self.mirror, self.crossfade, self.scale, self.hud, self.help,
                         self.message, self.message_time)
+
+    @property
+    def lock(self) -> threading.RLock:
+        """Held while several settings change together (commands.set_many), so a reader's
+        snapshot never shows half of them; re-entrant, as the actions take it too."""
+        return self._lock
 
     @property
     def preset_name(self) -> str:
@@ -203,3 +211,7 @@ class State:
 
     def toggle_mirror(self) -> None:
         self.mirror = not self.mirror
+
+    def toggle_midi_learn(self) -> None:
+        self.midi_learn = not self.midi_learn
+        self.say("MIDI learn: move a control" if self.midi_learn else "MIDI learn off")

@@ -44,11 +44,13 @@ class WindowLoop:
         deadline = None if self.seconds is None else time.monotonic() + self.seconds
         previous = signal.signal(signal.SIGTERM, lambda *_: state.quit())
         app.start()
+        comp.panels.qr = app.remotes.url   # the web remote's address and token, beside the HUD
         app.stats = Stats()
         try:
             while state.running:
                 self.events(window)
                 new_frame = self.draw(window.screen, comp)
+                app.remotes.preview.offer_surface(window.screen)
                 window.present()
                 now = time.perf_counter()
                 app.stats.frame(now)
@@ -64,12 +66,12 @@ class WindowLoop:
         return app.exit_code
 
     def events(self, window: Window) -> None:
-        state = self.app.state
+        app, state = self.app, self.app.state
         for event in pygame.event.get():
             if event.type == pygame.QUIT and not state.kiosk:
                 state.quit()
             elif event.type == pygame.KEYDOWN:
-                controls.handle(event, state, state.kiosk)
+                controls.handle(event, app.commands, state.kiosk)
             elif event.type in (pygame.VIDEORESIZE, pygame.WINDOWSIZECHANGED):
                 window.resized()
         if state.fullscreen != window.fullscreen:

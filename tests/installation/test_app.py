@@ -25,6 +25,7 @@ from live.__main__ import main
 from live.adaptive import AdaptiveSize, adaptive_ladder
 from live.app import App, check_presets
 from live.capture import Frame, Slot
+from live.commands import COMMANDS, Commands
 from live.config import ConfigError
 from live.dream import DreamEngine
 from live.dream.images import natural_picture as natural_image
@@ -46,8 +47,9 @@ def press(state, *events, kiosk=False):
     pygame.event.clear()
     for e in events:
         pygame.event.post(e)
+    commands = Commands(state)
     for e in pygame.event.get():
-        controls.handle(e, state, kiosk)
+        controls.handle(e, commands, kiosk)
 
 
 @pytest.fixture
@@ -98,12 +100,15 @@ def test_kiosk_blocks_esc_and_q_but_not_ctrl_shift_q(display):
     assert allowed.snapshots == 1
 
 
-def test_every_binding_names_a_real_action():
+def test_every_binding_names_a_real_command():
     """A typo in the key table would only show when a visitor presses the key."""
     state = State.from_config(cfg())
     for b in controls.BINDINGS:
-        action = getattr(state, b.action, None)
-        assert callable(action), f"{b.label}: no action '{b.action}'"
+        assert b.action in COMMANDS, f"{b.label}: no command '{b.action}'"
+        cmd = COMMANDS[b.action]
+        assert cmd.is_setting == (b.arg is not None), f"{b.label}: '{b.action}' {'needs' if cmd.is_setting else 'takes no'} value"
+        if not cmd.is_setting:
+            assert callable(getattr(state, b.action, None)), f"{b.label}: no state action '{b.action}'"
 
 
 def test_help_lists_every_key():

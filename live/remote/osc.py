@@ -1,0 +1,158 @@
+"""OSC control over UDP (python-osc for the packet format): `/dreamcam/<command>` for every
+command of the command layer (DESIGN.md, Remote control). It runs in its own thread on
+its own socket; a datagram that is not OSC, a bundle that does not parse, an unknown
+address or a bad value is dropped and counted, never applied and never fatal. State
+changes (from any control: keys, the web, MIDI, the kiosk timer) go back to the last
+client, so a TouchOSC layout shows the current values; refusals go back as
+`/dreamcam/error <reason>`, at most one per feedback tick."""
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from typing import Any
+
+from pythonosc.osc_message_builder import OscMessageBuilder
+from pythonosc.osc_packet import OscPacket
+
+from ..commands import COMMANDS, NO_VALUE, CommandError, Commands
+from ..config import OscConfig, is_loopback
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/dreamcam/"
+FEEDBACK_PERIOD = 0.1        # seconds between state-change checks
+MAX_DATAGRAM = 65536
+TYPE_TAGS = {bool: "i/T/F", int: "i", float: "f", str: "s", None: "-"}
+
+
+def address_table(commands: Commands) -> str:
+    """The OSC address list with argument types and ranges (python -m live --osc-list)."""
+    rows = [("address", "type", "values", "what it does")]
+    rows += [(PREFIX + c.name, TYPE_TAGS[c.type], commands.describe(c), c.help) for c in COMMANDS.values()]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = [f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}" for r in rows]
+    return "\n".join(lines)
+
+
+def message(address: str, value: Any) -> bytes:
+    """One OSC message; bools go out as 1/0 (what toggle widgets expect)."""
+    b = OscMessageBuilder(address)
+    if value is not None:
+        b.add_arg(int(value) if isinstance(value, bool) else value)
+    return b.build().dgram
+
+
+class OscServer:
+    """The OSC listener: `start()` binds and starts the thread, `stop()` ends it."""
+
+    def __init__(self, cfg: OscConfig, commands: Commands):
+        self.cfg = cfg
+        self.commands = commands
+        self.allow = {a.strip() for a in cfg.allow.split(",") if a.strip()}
+        self.open = is_loopback(cfg.host)           # localhost: any local sender; else only `allow`
+        self.received = self.applied = self.refused = self.dropped = 0
+        self.client: tuple[str, int] | None = None  # where state changes go
+        self._sent: dict[str, Any] = {}
+        self._error = ""
+        self._sock: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    @property
+    def port(self) -> int:
+        return self._sock.getsockname()[1] if self._sock else 0
+
+    def start(self) -> None:
+        family = socket.AF_INET6 if ":" in self.cfg.host else socket.AF_INET
+        self._sock = socket.socket(family, socket.SOCK_DGRAM)
+        self._sock.bind((self.cfg.host, self.cfg.port))
+        self._sock.settimeout(FEEDBACK_PERIOD / 2)
+        self._thread = threading.Thread(target=self._run, name="osc", daemon=True)
+        self._thread.start()
+        log.info("OSC listening on udp %s:%d (%s)", self.cfg.host, self.port,
+                 "this machine only" if self.open else f"senders {', '.join(sorted(self.allow))}")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+        if self._sock is not None:
+            self._sock.close()
+        log.info("OSC: %d datagrams, %d applied, %d refused, %d dropped", self.received, self.applied,
+                 self.refused, self.dropped)
+
+    def _run(self) -> None:
+        next_feedback = 0.0
+        while not self._stop.is_set():
+            try:
+                data, addr = self._sock.recvfrom(MAX_DATAGRAM)
+                self.handle(data, addr)
+            except socket.timeout:
+                pass
+            except Exception:   # never let one packet or a socket hiccup end the listener
+                self.dropped += 1
+                log.debug("OSC datagram dropped", exc_info=True)
+            now = time.monotonic()
+            if now >= next_feedback:
+                next_feedback = now + FEEDBACK_PERIOD
+                self._feedback()
+
+    # -- input -------------------------------------------------------------------------------
+    def handle(self, data: bytes, addr: tuple) -> None:
+        """One datagram from `addr`: every message in it applied or refused."""
+        self.received += 1
+        if not self.open and addr[0] not in self.allow:
+            self.dropped += 1
+            return
+        try:
+            messages = [m.message for m in OscPacket(data).messages]
+        except Exception:   # ParseError, and whatever else a hostile packet provokes in the parser
+            self.dropped += 1
+            return
+        client = (addr[0], self.cfg.reply_port or addr[1])
+        if client != self.client:
+            self.client, self._sent = client, {}    # a new client gets the whole state
+        for m in messages:
+            reason = self._dispatch(m.address, list(m.params))
+            if reason is None:
+                self.applied += 1
+            elif reason:
+                self.refused += 1
+                self._error = reason
+
+    def _dispatch(self, address: str, params: list) -> str | None:
+        """None when applied, "" when ignored (a button's release), else the reason."""
+        if not isinstance(address, str) or not address.startswith(PREFIX):
+            return f"unknown address {address[:60]!r}; addresses start with {PREFIX}"
+        try:
+            cmd = self.commands.command(address[len(PREFIX):])
+            if cmd.is_setting:
+                if len(params) != 1:
+                    return f"{address} takes one value, got {len(params)}"
+                self.commands.run(cmd.name, params[0], source="osc")
+            elif params and params[0] in (0, False):
+                return ""                                # a push button's release
+            else:
+                self.commands.run(cmd.name, NO_VALUE, source="osc")
+            return None
+        except CommandError as exc:
+            return str(exc)
+
+    # -- output ------------------------------------------------------------------------------
+    def _feedback(self) -> None:
+        if self.client is None:
+            return
+        values = self.commands.values()
+        out = [message(PREFIX + k, v) for k, v in values.items() if self._sent.get(k, NO_VALUE) != v]
+        if self._error:
+            out.append(message(PREFIX + "error", self._error))
+            self._error = ""
+        try:
+            for dgram in out:
+                self._sock.sendto(dgram, self.client)
+            self._sent = values
+        except OSError as exc:     # the client went away: stop talking to it
+            log.debug("OSC feedback to %s failed: %s", self.client, exc)
+            self.client = None
