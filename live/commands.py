@@ -179,9 +179,8 @@ class Commands:
         if cmd.name == "snapshot" and not s.snapshots_allowed:
             raise CommandError("snapshots are off in kiosk mode (kiosk.snapshots)")
 
-    def check(self, name: Any, value: Any, layer: str | None = None) -> tuple[Command, Any]:
-        """(command, value converted and range-checked) or a CommandError; `layer` is the
-        layer an objective will be dreamed at (when a layer is set in the same request)."""
+    def check(self, name: Any, value: Any) -> tuple[Command, Any]:
+        """(command, value converted and range-checked) or a CommandError."""
         cmd = self.command(name)
         if not cmd.is_setting:
             raise CommandError(f"'{cmd.name}' is an action, not a setting")
@@ -198,13 +197,20 @@ class Commands:
         elif cmd.name == "preset" and not 1 <= value <= len(s.presets):
             raise CommandError(f"'preset' = {value} is out of range; allowed 1 to {len(s.presets)}"
                                if s.presets else "there are no presets in the config")
-        if cmd.name in ("layer", "objective") and self.check_objective is not None:
-            objective, at = (s.objective, value) if cmd.name == "layer" else (value, layer or s.layer)
-            try:
-                self.check_objective(objective, at)
-            except Exception as exc:
-                raise CommandError(f"'{cmd.name}': objective '{objective}' at {at}: {exc}") from None
         return cmd, value
+
+    def _check_pair(self, values: dict[str, Any]) -> None:
+        """The objective must be dreamable at the layer both will have after the request."""
+        if self.check_objective is None or not {"layer", "objective"} & set(values):
+            return
+        s = self.state
+        base = s.presets[values["preset"] - 1] if "preset" in values else s
+        layer, objective = values.get("layer", base.layer), values.get("objective", base.objective)
+        try:
+            self.check_objective(objective, layer)
+        except Exception as exc:
+            what = "objective" if "objective" in values else "layer"
+            raise CommandError(f"'{what}': objective '{objective}' at {layer}: {exc}") from None
 
     # -- running ---------------------------------------------------------------------------
     def run(self, name: Any, value: Any = NO_VALUE, source: str = "key") -> str:
@@ -229,8 +235,8 @@ class Commands:
         if not isinstance(changes, dict) or not changes:
             raise CommandError("expected one or more settings, e.g. {\"strength\": 0.02}")
         with self._lock:
-            layer = changes.get("layer") if isinstance(changes.get("layer"), str) else None
-            checked = [self.check(name, value, layer) for name, value in changes.items()]
+            checked = [self.check(name, value) for name, value in changes.items()]
+            self._check_pair({cmd.name: value for cmd, value in checked})
             for cmd, _ in checked:
                 self._allowed(cmd, source)
             checked.sort(key=lambda cv: cv[0].name != "preset")   # a preset first, the rest on top of it

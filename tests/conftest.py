@@ -155,3 +155,69 @@ def small_config(*more: str, path=None):
     """config.toml with a small, fixed working size and fp32 (quick, repeatable), plus `more`."""
     from live import config
     return config.load(path, [*SMALL, *more])
+
+
+# -- remotes: real clients over loopback ------------------------------------------------------
+
+def osc_datagram(address: str, *args) -> bytes:
+    """A real OSC message (python-osc's builder), as TouchOSC would send it."""
+    from pythonosc.osc_message_builder import OscMessageBuilder
+    b = OscMessageBuilder(address)
+    for a in args:
+        b.add_arg(a)
+    return b.build().dgram
+
+
+class OscClient:
+    """A UDP socket on loopback that sends OSC to a server and reads what comes back."""
+
+    def __init__(self, server_port: int):
+        import socket
+        self.server = ("127.0.0.1", server_port)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.05)
+        self.received: dict[str, list] = {}
+
+    def send(self, address: str, *args) -> None:
+        self.sock.sendto(osc_datagram(address, *args), self.server)
+
+    def raw(self, data: bytes) -> None:
+        self.sock.sendto(data, self.server)
+
+    def poll(self) -> dict[str, list]:
+        """Read what has arrived; returns every address's last arguments so far."""
+        import socket
+        from pythonosc.osc_message import OscMessage
+        while True:
+            try:
+                data, _ = self.sock.recvfrom(65536)
+            except socket.timeout:
+                return self.received
+            m = OscMessage(data)
+            self.received[m.address] = list(m.params)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def http(method: str, url: str, body=None, token: str | None = None, raw: bytes | None = None):
+    """(status, parsed JSON or text) of one real HTTP request."""
+    import json as _json
+    import urllib.error
+    import urllib.request
+    data = raw if raw is not None else (None if body is None else _json.dumps(body).encode())
+    req = urllib.request.Request(url, data=data, method=method)
+    if token is not None:
+        req.add_header("Authorization", f"Bearer {token}")
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            status, text = resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        status, text = exc.code, exc.read().decode()
+    try:
+        return status, _json.loads(text)
+    except ValueError:
+        return status, text

@@ -4,7 +4,15 @@ its own socket; a datagram that is not OSC, a bundle that does not parse, an unk
 address or a bad value is dropped and counted, never applied and never fatal. State
 changes (from any control: keys, the web, MIDI, the kiosk timer) go back to the last
 client, so a TouchOSC layout shows the current values; refusals go back as
-`/dreamcam/error <reason>`, at most one per feedback tick."""
+`/dreamcam/error <reason>`, at most one per feedback tick.
+
+Bundles are walked here, with bounds checks, not by python-osc: its walker loops for
+ever on a negative element size and logs a warning for every odd element, which a
+hostile sender could use to hang the listener or flood the log. Its message parser
+also logs odd type tags on the root logger; those lines are filtered out (the drop is
+counted instead), and a message is taken only when it encodes back to exactly the bytes
+that came (python-osc pads a missing float with zeros, which would turn a truncated
+datagram into a value). Bundle time tags are ignored (everything applies at once)."""
 from __future__ import annotations
 
 import logging
@@ -13,8 +21,8 @@ import threading
 import time
 from typing import Any
 
+from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
-from pythonosc.osc_packet import OscPacket
 
 from ..commands import COMMANDS, NO_VALUE, CommandError, Commands
 from ..config import OscConfig, is_loopback
@@ -24,6 +32,8 @@ log = logging.getLogger(__name__)
 PREFIX = "/dreamcam/"
 FEEDBACK_PERIOD = 0.1        # seconds between state-change checks
 MAX_DATAGRAM = 65536
+BUNDLE = b"#bundle\x00"
+MAX_DEPTH = 4                # bundles inside bundles
 TYPE_TAGS = {bool: "i/T/F", int: "i", float: "f", str: "s", None: "-"}
 
 
@@ -34,6 +44,46 @@ def address_table(commands: Commands) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     lines = [f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}" for r in rows]
     return "\n".join(lines)
+
+
+def _not_python_osc(record: logging.LogRecord) -> bool:
+    """A root-logger filter: python-osc's per-packet warnings are garbage we count."""
+    return "pythonosc" not in record.pathname
+
+
+def parse(data: bytes, depth: int = 0) -> list[OscMessage]:
+    """The messages in one datagram; ValueError (or python-osc's ParseError) when it is
+    not well-formed OSC."""
+    if data.startswith(BUNDLE):
+        if depth >= MAX_DEPTH or len(data) < 16 or len(data) % 4:
+            raise ValueError("malformed bundle")
+        out, i = [], 16                                     # after "#bundle\0" and the time tag
+        while i < len(data):
+            size = int.from_bytes(data[i:i + 4], "big", signed=True)
+            i += 4
+            if size <= 0 or size % 4 or i + size > len(data):
+                raise ValueError("bundle element size out of bounds")
+            out += parse(data[i:i + size], depth + 1)
+            i += size
+        return out
+    if data.startswith(b"/"):
+        return [_strict(data)]
+    raise ValueError("not an OSC message or bundle")
+
+
+def _strict(data: bytes) -> OscMessage:
+    """The message in `data`, only when it is exactly a well-formed one."""
+    msg = OscMessage(data)
+    start = (data.index(b"\0") // 4 + 1) * 4                # the type tags follow the padded address
+    tags = data[start:data.index(b"\0", start)].decode("ascii")
+    if not tags.startswith(",") or len(tags) - 1 != len(msg.params):
+        raise ValueError("type tags and arguments disagree")
+    b = OscMessageBuilder(msg.address)
+    for tag, value in zip(tags[1:], msg.params):
+        b.add_arg(value, tag)
+    if b.build().dgram != data:
+        raise ValueError("not exactly one well-formed OSC message")
+    return msg
 
 
 def message(address: str, value: Any) -> bytes:
@@ -69,6 +119,7 @@ class OscServer:
         self._sock = socket.socket(family, socket.SOCK_DGRAM)
         self._sock.bind((self.cfg.host, self.cfg.port))
         self._sock.settimeout(FEEDBACK_PERIOD / 2)
+        logging.getLogger().addFilter(_not_python_osc)
         self._thread = threading.Thread(target=self._run, name="osc", daemon=True)
         self._thread.start()
         log.info("OSC listening on udp %s:%d (%s)", self.cfg.host, self.port,
@@ -80,6 +131,7 @@ class OscServer:
             self._thread.join(timeout=2.0)
         if self._sock is not None:
             self._sock.close()
+        logging.getLogger().removeFilter(_not_python_osc)
         log.info("OSC: %d datagrams, %d applied, %d refused, %d dropped", self.received, self.applied,
                  self.refused, self.dropped)
 
@@ -107,8 +159,8 @@ class OscServer:
             self.dropped += 1
             return
         try:
-            messages = [m.message for m in OscPacket(data).messages]
-        except Exception:   # ParseError, and whatever else a hostile packet provokes in the parser
+            messages = parse(data)
+        except Exception:   # ValueError, ParseError, and whatever else a hostile packet provokes
             self.dropped += 1
             return
         client = (addr[0], self.cfg.reply_port or addr[1])
