@@ -221,3 +221,18 @@ def http(method: str, url: str, body=None, token: str | None = None, raw: bytes 
         return status, _json.loads(text)
     except ValueError:
         return status, text
+
+
+def mjpeg_frame(url: str, token: str) -> np.ndarray:
+    """The first JPEG of a multipart MJPEG stream (aiohttp's client), decoded (BGR)."""
+    import asyncio
+    import aiohttp
+
+    async def first() -> bytes:
+        headers = {"Authorization": f"Bearer {token}"}
+        async with aiohttp.ClientSession() as s, s.get(url, headers=headers) as r:
+            assert r.status == 200 and r.headers["Content-Type"].startswith("multipart/x-mixed-replace")
+            part = await asyncio.wait_for(aiohttp.MultipartReader.from_response(r).next(), 60)
+            assert part.headers["Content-Type"] == "image/jpeg"
+            return await part.read()
+    return cv2.imdecode(np.frombuffer(asyncio.run(first()), np.uint8), cv2.IMREAD_COLOR)

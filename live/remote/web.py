@@ -79,7 +79,7 @@ class WebRemote:
         runner = web.AppRunner(self.application(), shutdown_timeout=1.0, access_log=None)
         await runner.setup()
         try:
-            site = web.TCPSite(runner, self.cfg.host, self.cfg.port, shutdown_timeout=1.0)
+            site = web.TCPSite(runner, self.cfg.host, self.cfg.port)
             await site.start()
             self.port = runner.addresses[0][1]
             self._ready.set()
@@ -207,7 +207,7 @@ class WebRemote:
         loop = asyncio.get_running_loop()
         seq = 0
         with self.preview.watching():
-            while not self._closing.is_set():
+            while not self._closing.is_set() and request.transport is not None and not request.transport.is_closing():
                 new, rgb = await loop.run_in_executor(None, self.preview.slot.wait, seq, 0.5)
                 if new == seq or rgb is None:
                     continue
