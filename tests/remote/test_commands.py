@@ -107,7 +107,7 @@ def test_osc_style_values_and_what_the_remotes_read():
     assert values["freeze"] is True and values["preset"] == 2 and values["strength"] == 0.0
     assert set(values) == {s.name for s in SETTINGS}
     public = c.public_state()
-    for key in ("layer", "objective", "strength", "blend", "preset"):    # DESIGN.md's contract
+    for key in ("layer", "objective", "strength", "blend", "preset"):    # the API's contract
         assert key in public
     assert public["presets"] == [p.name for p in c.state.presets] and public["preset_name"] == c.state.presets[1].name
 
