@@ -99,6 +99,7 @@ class RemoteConfig:
 @dataclass(frozen=True)
 class MidiConfig:
     enabled: bool = False
+    backend: str = choice("auto", "auto", "alsa", "jack")   # python-rtmidi's API; auto = ALSA on Linux
     port: str = ""                                    # part of the input port's name; "" = the first one
     mapping: str = ""                                 # mapping file; "" = ~/.config/dreamcam/midi.toml (learn saves there)
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import tomllib
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from ..commands import COMMANDS, SETTINGS, Commands, field_range
 from ..config import ConfigError, MidiConfig
@@ -21,8 +23,29 @@ from ..dream.files import atomic
 
 log = logging.getLogger(__name__)
 
+BACKENDS = {"auto": "mido.backends.rtmidi", "alsa": "mido.backends.rtmidi/LINUX_ALSA",
+            "jack": "mido.backends.rtmidi/UNIX_JACK"}
 SCALABLE = tuple(c.name for c in SETTINGS if c.name != "objective")   # what a CC can drive
 ACTIONS = tuple(n for n, c in COMMANDS.items() if not c.is_setting and n != "toggle_midi_learn")
+
+
+@contextmanager
+def c_stderr_silenced() -> Iterator[None]:
+    """ALSA and JACK print their own complaints straight to fd 2 (several lines each);
+    the one log line says it instead. Used only at start, before the other threads run."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def default_mapping_path() -> Path:
@@ -110,10 +133,15 @@ class MidiControl:
 
     # -- the port ------------------------------------------------------------------------------
     def start(self) -> None:
+        with c_stderr_silenced():
+            self._open()
+
+    def _open(self) -> None:
         try:
             import mido
-            names = mido.get_input_names()
-        except Exception as exc:   # no mido, no rtmidi, no ALSA sequencer ...
+            backend = mido.Backend(BACKENDS[self.cfg.backend], load=True)
+            names = backend.get_input_names()
+        except Exception as exc:   # no mido, no rtmidi, no ALSA sequencer, no JACK server ...
             log.warning("MIDI off: no MIDI backend (%s)", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             return
         wanted = [n for n in names if self.cfg.port.lower() in n.lower()]
@@ -122,7 +150,7 @@ class MidiControl:
                         ", ".join(names) or "none")
             return
         try:
-            self.port = mido.open_input(wanted[0], callback=self.handle)
+            self.port = backend.open_input(wanted[0], callback=self.handle)
         except Exception as exc:
             log.warning("MIDI off: cannot open '%s' (%s)", wanted[0], exc)
             return
