@@ -236,3 +236,25 @@ def mjpeg_frame(url: str, token: str) -> np.ndarray:
             assert part.headers["Content-Type"] == "image/jpeg"
             return await part.read()
     return cv2.imdecode(np.frombuffer(asyncio.run(first()), np.uint8), cv2.IMREAD_COLOR)
+
+
+def alongside(app, work: Callable[[], None], run_main: Callable[[], int]) -> int:
+    """Run `work()` (a performer: OSC, HTTP, a browser) in a thread while `run_main()` runs
+    the app's loop in the main thread (it sets signal handlers); the performer quits the app
+    when it is done, and its failure is raised here. Returns the loop's exit code."""
+    failures: list[BaseException] = []
+
+    def performer() -> None:
+        try:
+            work()
+        except BaseException as exc:
+            failures.append(exc)
+        finally:
+            app.state.quit()
+    t = threading.Thread(target=performer, daemon=True)
+    t.start()
+    code = run_main()
+    t.join(timeout=60)
+    if failures:
+        raise failures[0]
+    return code

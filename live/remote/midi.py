@@ -176,31 +176,32 @@ class MidiControl:
             log.debug("MIDI message dropped: %r", msg, exc_info=True)
 
     def _control(self, channel: int, control: int, value: int) -> None:
-        state = self.commands.state
-        if state.midi_learn:
+        if self.commands.state.midi_learn:
             setting = self.commands.last_setting
-            if setting not in SCALABLE:
-                state.say("MIDI learn: change a setting first (e.g. + or ]), then move the control")
-                return
-            self.mapping.ccs[(channel, control)] = CC(channel, control, setting)
-            return self._learned(f"CC {control} (channel {channel}) -> {setting}")
+            if self._learnable(setting in SCALABLE, "change a setting first (e.g. + or ]), then move the control"):
+                self.mapping.ccs[(channel, control)] = CC(channel, control, setting)
+                self._learned(f"CC {control} (channel {channel}) -> {setting}")
+            return
         cc = self.mapping.ccs.get((channel, control))
         if cc is not None:
             self._count(self.commands.try_run(cc.setting, self.commands.scale(cc.setting, value / 127, cc.lo, cc.hi),
                                               source="midi"))
 
     def _note(self, channel: int, note: int) -> None:
-        state = self.commands.state
-        if state.midi_learn:
+        if self.commands.state.midi_learn:
             action = self.commands.last_action
-            if action not in ACTIONS:
-                state.say("MIDI learn: press a key for an action first, then the pad")
-                return
-            self.mapping.notes[(channel, note)] = action
-            return self._learned(f"note {note} (channel {channel}) -> {action}")
+            if self._learnable(action in ACTIONS, "press a key for an action first, then the pad"):
+                self.mapping.notes[(channel, note)] = action
+                self._learned(f"note {note} (channel {channel}) -> {action}")
+            return
         action = self.mapping.notes.get((channel, note))
         if action is not None:
             self._count(self.commands.try_run(action, source="midi"))
+
+    def _learnable(self, ok: bool, hint: str) -> bool:
+        if not ok:
+            self.commands.state.say(f"MIDI learn: {hint}")
+        return ok
 
     def _count(self, refusal: str | None) -> None:
         self.handled += 1

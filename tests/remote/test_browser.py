@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from conftest import small_config, wait_for
+from conftest import alongside, small_config, wait_for
 from live.app import App
 from live.headless import run_headless
 
@@ -90,21 +89,8 @@ def test_a_preset_pressed_on_the_page_changes_the_state(chrome, tmp_path, backbo
                        "render.height=270", "dream.size=[192, 108]", "remote.stream_fps=15")
     app = App(cfg, "clouds", backbone=backbone)
     shot = tmp_path / "remote.png"
-    failures: list[BaseException] = []
-
-    def staff() -> None:
-        try:
-            drive(chrome, app, shot)
-        except BaseException as exc:   # handed to the main thread below
-            failures.append(exc)
-        finally:
-            app.state.quit()
-    t = threading.Thread(target=staff, daemon=True)
-    t.start()
-    assert run_headless(app, None, tmp_path / "rec.mp4", seconds=900) == 0
-    t.join(timeout=60)
-    if failures:
-        raise failures[0]
+    assert alongside(app, lambda: drive(chrome, app, shot),
+                     lambda: run_headless(app, None, tmp_path / "rec.mp4", seconds=900)) == 0
     img = cv2.imread(str(shot))
     assert img is not None and img.shape[1] == 780              # a phone's width at pixel ratio 2
     preview = img[100:400, 40:740].astype(float)                 # below the title: the dream, not a black box

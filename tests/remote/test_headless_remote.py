@@ -3,11 +3,9 @@ layer, strength, blend and presets change in the dreams being recorded, the prev
 streams the recorded frames, and a snapshot is refused (no screen) with a reason."""
 from __future__ import annotations
 
-import threading
-
 import pytest
 
-from conftest import OscClient, http, mjpeg_frame, read_video, small_config, wait_for
+from conftest import OscClient, alongside, http, mjpeg_frame, read_video, small_config, wait_for
 from live.app import App
 from live.headless import run_headless
 
@@ -58,22 +56,8 @@ def test_osc_and_the_api_steer_a_headless_recording(tmp_path, backbone):
                        f"remote.token=\"{TOKEN}\"")
     app = App(cfg, "clouds", backbone=backbone)
     done: list[str] = []
-    failures: list[BaseException] = []
-
-    def performer() -> None:
-        try:
-            steer(app, done)
-        except BaseException as exc:   # handed to the main thread's assertion below
-            failures.append(exc)
-        finally:
-            app.state.quit()           # ends the recording
-    t = threading.Thread(target=performer, daemon=True)
-    t.start()
     out = tmp_path / "steered.mp4"
-    assert run_headless(app, None, out, seconds=600) == 0
-    t.join(timeout=30)
-    if failures:
-        raise failures[0]
+    assert alongside(app, lambda: steer(app, done), lambda: run_headless(app, None, out, seconds=600)) == 0
     assert done == ["osc: layer, strength, blend", "api: layer, strength, blend", "presets", "preview"]
     assert len(read_video(out)) >= 4
     assert app.remotes.osc.applied >= 4 and app.remotes.osc.dropped == 0

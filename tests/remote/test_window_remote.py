@@ -3,12 +3,10 @@ remote's address and token) streams at /stream.mjpg, a snapshot asked for from t
 is taken by the window loop, and the QR code decodes to the URL with the token."""
 from __future__ import annotations
 
-import threading
-
 import cv2
 import pygame
 
-from conftest import http, mjpeg_frame, small_config, wait_for
+from conftest import alongside, http, mjpeg_frame, small_config, wait_for
 from live.app import App
 from live.hud import Panels
 from live.windowed import WindowLoop
@@ -42,26 +40,15 @@ def test_the_window_streams_its_screen_and_takes_snapshots_asked_for_from_the_we
                        f"remote.token=\"{TOKEN}\"")
     app = App(cfg, "clouds", backbone=backbone)
     seen: dict = {}
-    failures: list[BaseException] = []
 
     def staff() -> None:
-        try:
-            assert wait_for(lambda: app.remotes.url is not None and app.stats.frames > 5, 120)
-            api = f"http://127.0.0.1:{app.remotes.web.port}"
-            seen["frame"] = mjpeg_frame(api + "/stream.mjpg", TOKEN)
-            status, reply = http("POST", api + "/api/action", {"action": "snapshot"}, TOKEN)
-            assert status == 200 and reply["state"]["snapshots"] == 1
-            assert wait_for(lambda: len(list(snaps.glob("dreamcam-*.png"))) == 1)
-        except BaseException as exc:   # handed to the main thread below
-            failures.append(exc)
-        finally:
-            app.state.quit()
-    t = threading.Thread(target=staff, daemon=True)
-    t.start()
-    assert WindowLoop(app, seconds=600).run() == 0
-    t.join(timeout=60)
-    if failures:
-        raise failures[0]
+        assert wait_for(lambda: app.remotes.url is not None and app.stats.frames > 5, 120)
+        api = f"http://127.0.0.1:{app.remotes.web.port}"
+        seen["frame"] = mjpeg_frame(api + "/stream.mjpg", TOKEN)
+        status, reply = http("POST", api + "/api/action", {"action": "snapshot"}, TOKEN)
+        assert status == 200 and reply["state"]["snapshots"] == 1
+        assert wait_for(lambda: len(list(snaps.glob("dreamcam-*.png"))) == 1)
+    assert alongside(app, staff, WindowLoop(app, seconds=600).run) == 0
     frame = seen["frame"]
     assert frame.shape == (480, 640, 3)                      # the window's screen, as drawn
     assert decode_qr(frame) == app.remotes.url and f"token={TOKEN}" in app.remotes.url
