@@ -1,4 +1,4 @@
-"""The one small shared state that keys (and remotes) change, and the actions that
+"""The one small shared state that keys and remotes change, and the actions that
 change it. Readers (the dreamer, the renderer) take frozen snapshots of it
 (`live_settings`, `view`), so a setting changes between dream steps, never in the
 middle of one. Time comes from an injected clock."""
@@ -47,8 +47,9 @@ class View:
 
 @dataclass
 class State:
-    """The one small shared object the keys change. Actions are the method names in the
-    controls table; readers take snapshots (`dream_settings`, `view`)."""
+    """The one small shared object every control changes, through the command layer
+    (live/commands.py: its actions are methods here); readers take snapshots
+    (`live_settings`, `view`)."""
     layers: tuple[str, ...]
     presets: tuple[Preset, ...] = ()
     layer: str = "blocks.10"

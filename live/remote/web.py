@@ -29,6 +29,11 @@ PUSH_PERIOD = 0.1             # seconds between state checks for the WebSocket p
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+def _gone(request: web.Request) -> bool:
+    """The client hung up (aiohttp does not cancel a streaming handler for that)."""
+    return request.transport is None or request.transport.is_closing()
+
+
 def _error(status: int, reason: str) -> web.Response:
     return web.json_response({"error": reason}, status=status)
 
@@ -207,7 +212,7 @@ class WebRemote:
         loop = asyncio.get_running_loop()
         seq = 0
         with self.preview.watching():
-            while not self._closing.is_set() and request.transport is not None and not request.transport.is_closing():
+            while not self._closing.is_set() and not _gone(request):
                 new, rgb = await loop.run_in_executor(None, self.preview.slot.wait, seq, 0.5)
                 if new == seq or rgb is None:
                     continue

@@ -11,7 +11,7 @@ def test_shipped_config_loads_and_matches_the_dataclass_defaults():
     cfg = config.load()
     data = tomllib.loads(config.DEFAULT_PATH.read_text())
     # every setting in config.toml is documented with its default: one source of truth
-    for section in ("source", "dream", "render", "kiosk", "output"):
+    for section in ("source", "dream", "render", "kiosk", "output", "osc", "remote", "midi"):
         defaults = getattr(config.Config(), section)
         for f in dataclasses.fields(defaults):
             assert f.name in data[section], f"config.toml lacks {section}.{f.name}"
