@@ -83,10 +83,17 @@ def print_osc_list(cfg) -> None:
     from .state import State
 
     o = cfg.osc
+    try:
+        _osc_table(o, address_table(Commands(State.from_config(cfg))))
+    except BrokenPipeError:   # piped into head: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _osc_table(o, table: str) -> None:
     print(f"OSC over UDP {o.host}:{o.port} ([osc] enabled = {str(o.enabled).lower()}); state changes go back "
           f"to the last sender{f' on port {o.reply_port}' if o.reply_port else ''}; refusals as /dreamcam/error <text>.")
     print("Actions (type -) run on a message with no argument or a non-zero one; 0 (a button's release) is ignored.")
-    print(address_table(Commands(State.from_config(cfg))))
+    print(table, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
