@@ -17,7 +17,6 @@ import torch
 
 from conftest import read_video
 from live.dream import objectives as obj
-from live.dream.clouds import clouds
 from live.dream.images import noise, to_tensor
 from live.dream.offline import Interrupted, OfflineSettings, Renderer, keep_colors, tile_spans, tiled_gradient
 from live.dream.step import DreamStep, LayerTap
