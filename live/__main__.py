@@ -14,7 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-from .cli import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, Parser, UsageError, positive, positive_int, user_errors
+from .cli import (EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, Parser, UsageError, positive, positive_int,
+                  stop_signals, user_errors)
 from .supervision import logs
 
 log = logging.getLogger("live")
@@ -97,6 +98,17 @@ def _osc_table(o, table: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The exit code. Ctrl+C and SIGTERM are honoured from the first moment: during the
+    start-up (imports, the network, the engine) they end the run at once with code 0."""
+    with stop_signals():
+        try:
+            return _main(argv)
+        except KeyboardInterrupt:
+            log.info("interrupted")
+            return EXIT_OK
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         args = parser().parse_args(argv)
         check_args(args)
@@ -105,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     level = "DEBUG" if args.verbose else args.log_level
     logs.setup(level or "INFO")  # the console now; the file once the config is read
+    log.debug("starting (pid %d)", os.getpid())
     if not args.headless and not args.osc_list:  # before the heavy imports, so a headless box hears it at once
         problem = wait_for_display(args.kiosk)
         if problem:
@@ -145,9 +158,6 @@ def main(argv: list[str] | None = None) -> int:
     except bad_input as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        log.info("interrupted")
-        return EXIT_OK
     except Exception:
         log.exception("unexpected failure")
         return EXIT_FAILURE

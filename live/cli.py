@@ -8,8 +8,10 @@ import argparse
 import logging
 import math
 import re
+import signal
 import sys
-from typing import Callable, NoReturn
+from contextlib import contextmanager
+from typing import Callable, Iterator, NoReturn
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 WORKING_MAX = 4096     # largest side of a live working size or an exported step
@@ -49,6 +51,14 @@ def finite(text: str) -> float:
     return value
 
 
+def finite_pair(text: str) -> tuple[float, float]:
+    """An argparse type: two finite numbers, 'X,Y'."""
+    parts = text.split(",")
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(f"'{text}' must be two numbers, X,Y")
+    return finite(parts[0].strip()), finite(parts[1].strip())
+
+
 def positive(text: str) -> float:
     """An argparse type: a finite number above zero."""
     value = finite(text)
@@ -66,6 +76,24 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+@contextmanager
+def stop_signals() -> Iterator[None]:
+    """Ctrl+C and SIGTERM raise KeyboardInterrupt in the main thread from the first
+    moment (even where a parent ignored SIGINT), so a start-up that loads a network and
+    builds an engine stops at once; loops that finish files install their own handlers
+    on top. The previous handlers come back on leaving (tests call main() in-process)."""
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def user_errors() -> tuple[type[Exception], ...]:
@@ -89,8 +117,12 @@ def run(main: Callable[[], int | None]) -> NoReturn:
     except KeyboardInterrupt:
         code = EXIT_INTERRUPTED
     except Exception as exc:
+        from .dream.files import WriteError
         if isinstance(exc, user_errors()):
             fail(str(exc).strip("'\""))
-        logging.getLogger("dreamcam").exception("unexpected failure")
+        if isinstance(exc, WriteError):  # disk full and the like: one line, exit 1
+            print(f"error: {exc}", file=sys.stderr)
+        else:
+            logging.getLogger("dreamcam").exception("unexpected failure")
         code = EXIT_FAILURE
     raise SystemExit(code)

@@ -80,12 +80,13 @@ def handle(event: pygame.event.Event, commands: Commands, kiosk: bool = False) -
     return b.action
 
 
-def help_lines(kiosk: bool = False) -> list[tuple[str, str]]:
-    """(keys, what they do) for the help overlay, one line per distinct label."""
+def help_lines(kiosk: bool = False, snapshots: bool = True) -> list[tuple[str, str]]:
+    """(keys, what they do) for the help overlay, one line per distinct label; only what
+    works here (kiosk mode blocks some keys, and may have snapshots off)."""
     seen: set[str] = set()
     lines = []
     for b in BINDINGS:
-        if b.label in seen or (kiosk and not b.kiosk):
+        if b.label in seen or (kiosk and not b.kiosk) or (b.action == "snapshot" and not snapshots):
             continue
         seen.add(b.label)
         lines.append((b.label, b.help))

@@ -26,6 +26,7 @@ cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 CLOUDS_MAX_WIDTH = 320     # clouds are soft: render them small, the screen scales them up
 CLOUDS_MAX_FPS = 15.0      # they drift slowly; more frames would only take CPU from the dream
+SOURCE_MIN = 32            # smallest side of a usable picture (the smallest working size)
 
 
 class SourceError(ValueError):
@@ -40,6 +41,22 @@ class Source(Protocol):
         """The next RGB frame, or None for a bad read."""
 
     def close(self) -> None: ...
+
+
+def check_file(path: Path, spec: str | Path) -> None:
+    """One line for a source path that is not a file."""
+    if path.is_dir():
+        raise SourceError(f"source '{spec}' is a directory; give a video or picture file inside it")
+    if not path.is_file():
+        raise SourceError(f"source '{spec}': no such file; give a camera index, a video or image path, or clouds")
+
+
+def check_size(img: np.ndarray, spec: str | Path, what: str) -> None:
+    """A picture smaller than the smallest working size cannot be dreamed on: bad input."""
+    h, w = img.shape[:2]
+    if w < SOURCE_MIN or h < SOURCE_MIN:
+        raise SourceError(f"source '{spec}': the {what} is {w}x{h}, smaller than the smallest working size "
+                          f"{SOURCE_MIN}x{SOURCE_MIN}; give a larger one")
 
 
 def _bgr_to_rgb(img: np.ndarray | None) -> np.ndarray | None:
@@ -81,13 +98,15 @@ class VideoSource:
         self.path = Path(path)
         self.name = self.path.name
         self.loop = loop
-        if not self.path.is_file():
-            raise SourceError(f"source '{path}': no such file; give a camera index, a video or image path, or clouds")
+        check_file(self.path, path)
         self._cap = cv2.VideoCapture(str(self.path))
         first = self.read_raw()
         if first is None:
             self._cap.release()
             raise SourceError(f"source '{path}': cannot be read as a video or image")
+        if min(first.shape[:2]) < SOURCE_MIN:
+            self._cap.release()
+            check_size(first, path, "video")
         fps = self._cap.get(cv2.CAP_PROP_FPS)
         self.period = 1.0 / fps if 1.0 <= fps <= 240.0 else 1.0 / 25.0
         self._last = first
@@ -105,6 +124,8 @@ class VideoSource:
         if img is None:  # end of file
             if not self.loop:
                 return self._last
+            if not self.path.is_file():  # removed or unmounted: lost, like an unplugged camera
+                return None
             self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
             img = self.read_raw()
             if img is None:  # some containers cannot seek: open again
@@ -126,11 +147,11 @@ class ImageSource:
         self.path = Path(path)
         self.name = self.path.name
         self.period = 1.0 / fps
-        if not self.path.is_file():
-            raise SourceError(f"source '{path}': no such file; give a camera index, a video or image path, or clouds")
+        check_file(self.path, path)
         img = _bgr_to_rgb(cv2.imread(str(self.path), cv2.IMREAD_COLOR))
         if img is None:
             raise SourceError(f"source '{path}': cannot be read as an image")
+        check_size(img, path, "picture")
         img.flags.writeable = False
         self._img = img
 

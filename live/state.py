@@ -212,6 +212,7 @@ class State:
 
     def toggle_mirror(self) -> None:
         self.mirror = not self.mirror
+        self.say("mirror on" if self.mirror else "mirror off")
 
     def toggle_midi_learn(self) -> None:
         self.midi_learn = not self.midi_learn

@@ -3,17 +3,18 @@ resizable window; whether a display exists at all; and snapshots of what is on i
 Imports no torch, so `python -m live` on a screenless box says so at once."""
 from __future__ import annotations
 
+import io
 import logging
 import os
 import sys
 import threading
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import pygame
 
-from .dream.files import atomic
+from .dream.files import atomic, cause
 
 if TYPE_CHECKING:
     from .config import RenderConfig
@@ -87,16 +88,22 @@ class Window:
         pygame.display.quit()
 
 
-def write_png(surface: pygame.Surface, path: Path) -> Path:
-    """Write via a temporary name and rename, so there is never a half-written file."""
-    with atomic(path) as tmp:
-        pygame.image.save(surface, str(tmp))
+def write_png(surface: pygame.Surface, path: Path, what: str = "snapshot") -> Path:
+    """Encode in memory, then write via a temporary name and rename: every write is
+    checked (a full disk is a WriteError naming the file) and there is never a
+    half-written file under the name."""
+    data = io.BytesIO()
+    pygame.image.save(surface, data, "x.png")
+    with atomic(path, what) as tmp:
+        tmp.write_bytes(data.getvalue())
     return path
 
 
-def snapshot(surface: pygame.Surface, folder: str | Path, background: bool = True) -> Path:
+def snapshot(surface: pygame.Surface, folder: str | Path, background: bool = True,
+             on_error: Callable[[str], None] | None = None) -> Path:
     """PNG of what is on screen into `folder`; the copy is taken now, the file written in
-    the background so the display does not stutter."""
+    the background so the display does not stutter. A failure is logged (and told to
+    `on_error`, for the screen); the show goes on."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")[:-3]
     path = Path(folder) / f"dreamcam-{stamp}.png"
     copy = surface.copy()
@@ -109,6 +116,8 @@ def snapshot(surface: pygame.Surface, folder: str | Path, background: bool = Tru
             log.info("snapshot saved: %s", path)
         except Exception as exc:
             log.error("snapshot failed: %s", exc)
+            if on_error is not None:
+                on_error(f"snapshot failed: {cause(exc)}")
 
     threading.Thread(target=work, name="snapshot", daemon=True).start()
     return path

@@ -29,7 +29,7 @@ class WindowLoop:
     def __init__(self, app: App, seconds: float | None = None):
         self.app = app
         self.seconds = seconds
-        self.help_lines = controls.help_lines(app.state.kiosk)
+        self.help_lines = controls.help_lines(app.state.kiosk, app.state.snapshots_allowed)
         self.live_seq = self.dream_seq = self.snaps_done = 0
         self.dream: Dream | None = None
         self.motion_blend = 1.0       # the newest dream's motion response
@@ -102,7 +102,7 @@ class WindowLoop:
         app, state = self.app, self.app.state
         if state.snapshots != self.snaps_done:
             self.snaps_done = state.snapshots
-            path = snapshot(window.screen, app.cfg.output.snapshots)
+            path = snapshot(window.screen, app.cfg.output.snapshots, on_error=state.say)
             state.say(f"snapshot {path.name}")
         mono = time.monotonic()
         if mono >= self.hud_due:

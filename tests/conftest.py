@@ -94,6 +94,43 @@ def read_video(path: Path) -> list[np.ndarray]:
     return frames
 
 
+def write_clip_with_sound(path: Path, seconds: float = 3.0, fps: int = 20, size: tuple[int, int] = (64, 48),
+                          tone_from: float = 1.0, rate: int = 48000) -> Path:
+    """A clip with H.264 video (frame i has grey level 4*i) and AAC sound: silence, then a
+    440 Hz tone from `tone_from` seconds, so where the sound sits in time can be measured."""
+    import av
+    with av.open(str(path), "w") as c:
+        video = c.add_stream("libx264", rate=fps)
+        video.width, video.height, video.pix_fmt = size[0], size[1], "yuv420p"
+        audio = c.add_stream("aac", rate=rate)
+        audio.layout = "mono"
+        for i in range(round(seconds * fps)):
+            frame = av.VideoFrame.from_ndarray(np.full((size[1], size[0], 3), 4 * i % 256, np.uint8), format="rgb24")
+            frame.pts = i
+            c.mux(video.encode(frame))
+        c.mux(video.encode(None))
+        t = np.arange(round(seconds * rate)) / rate
+        sound = np.where(t >= tone_from, 0.5 * np.sin(2 * np.pi * 440 * t), 0.0).astype(np.float32)
+        for k in range(0, len(sound), 1024):
+            chunk = av.AudioFrame.from_ndarray(sound[None, k:k + 1024], format="flt", layout="mono")
+            chunk.sample_rate, chunk.pts = rate, k
+            c.mux(audio.encode(chunk))
+        c.mux(audio.encode(None))
+    return Path(path)
+
+
+def file_size_limit(limit: int) -> Callable[[], None]:
+    """A subprocess preexec_fn: no file may grow beyond `limit` bytes, and SIGXFSZ is
+    ignored, so a write past it fails with EFBIG exactly as a full disk fails with
+    ENOSPC (nothing to mount, nothing of the machine filled)."""
+    def limit_files() -> None:
+        import resource
+        import signal
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return limit_files
+
+
 def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
     """Poll until `predicate()` holds; the timeout is only a safety net, never a measure."""
     end = time.monotonic() + timeout
@@ -102,6 +139,23 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
             return True
         time.sleep(0.01)
     return False
+
+
+def wait_for_line(proc, text: str, timeout: float = 240.0) -> list[str]:
+    """Read a subprocess's stderr (text mode) until a line containing `text`; the lines
+    read so far. The timeout is only a safety net."""
+    lines: list[str] = []
+    found = threading.Event()
+
+    def read() -> None:
+        for line in proc.stderr:
+            lines.append(line)
+            if text in line:
+                found.set()
+                return
+    threading.Thread(target=read, daemon=True).start()
+    assert found.wait(timeout), f"no '{text}' from the subprocess: {''.join(lines)[-2000:]}"
+    return lines
 
 
 def engine_factory(backbone: models.Backbone, built: list) -> Callable:

@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 import models
 from live import config
-from live.cli import Parser, UsageError, finite, parse_size, run
+from live.cli import Parser, UsageError, finite, finite_pair, parse_size, positive, run
 from live.dream import DreamEngine
 from live.dream.images import natural_picture
 from live.dream.temporal.coherent import TemporalDream
@@ -247,8 +247,8 @@ def build_parser() -> Parser:
     ap.add_argument("--noise", type=finite, default=3.0, help="sensor noise sigma, grey levels at capture size")
     ap.add_argument("--frames", type=int, default=48, help="frames per scene and mode")
     ap.add_argument("--warm", type=int, default=24, help="frames of warm-up before measuring")
-    ap.add_argument("--speed", default="2.4,0.7", help="pan speed dx,dy in working pixels per frame")
-    ap.add_argument("--fps", type=finite, default=10.0, help="dream frames per second (for the motion response)")
+    ap.add_argument("--speed", type=finite_pair, default=(2.4, 0.7), help="pan speed dx,dy in working pixels per frame")
+    ap.add_argument("--fps", type=positive, default=10.0, help="dream frames per second (for the motion response)")
     ap.add_argument("--config", default=None, help="config.toml to take the dream defaults from")
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                     help="override a config setting, e.g. --set dream.momentum=0.5 (repeatable)")
@@ -273,7 +273,7 @@ def source_picture(args: argparse.Namespace) -> np.ndarray:
 def measure(engine: DreamEngine, cfg: config.Config, src: np.ndarray, modes: list[str],
             args: argparse.Namespace) -> tuple[list[Row], dict, dict]:
     """Every mode on the same still and panning frames: the table and the outputs."""
-    speed = tuple(float(v) for v in args.speed.split(","))
+    speed = args.speed
     still = still_scene(src, args.frames, args.capture, args.size, args.noise, args.seed)
     pan = pan_scene(src, args.frames, args.capture, args.size, args.noise, speed, args.seed)
     flows = input_flows(pan)

@@ -24,16 +24,16 @@ from tqdm import tqdm
 import models
 from live.cli import PICTURE_MAX, Parser, UsageError, finite, parse_size, user_errors
 from live.dream.clouds import clouds
-from live.dream.files import atomic, check_output as check_writable
+from live.dream.files import WriteError, atomic, check_output as check_writable
 from live.dream.images import noise, zoom
 from live.dream.offline import Interrupted, OfflineSettings, Renderer, total_steps
+from live.dream.video import VIDEO_SUFFIXES, VideoWriter
 from . import targets
 from .sheet import contact_sheet, spread
 
 log = logging.getLogger("tools.dream")
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
-VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG"}
 DEFAULT_SIZE = (640, 480)  # for noise and clouds without --size
 JPEG_QUALITY = 92
 
@@ -118,9 +118,9 @@ def check_output(path: str, video: bool) -> None:
     """Fail before a long render, not after it."""
     out = check_writable(path, "OUT")
     ext = out.suffix.lower()
-    if video and ext not in VIDEO_CODECS:
-        raise UsageError(f"--zoom-frames writes a video: OUT '{path}' must end in {' or '.join(VIDEO_CODECS)}")
-    if not video and ext in VIDEO_CODECS:
+    if video and ext not in VIDEO_SUFFIXES:
+        raise UsageError(f"--zoom-frames writes a video: OUT '{path}' must end in {' or '.join(VIDEO_SUFFIXES)}")
+    if not video and ext in VIDEO_SUFFIXES:
         raise UsageError(f"OUT '{path}' is a video: add --zoom-frames N for an endless-zoom video")
     if not video and (ext not in IMAGE_EXTS or not cv2.haveImageWriter(str(out))):
         raise UsageError(f"OUT '{path}' must be a picture ({', '.join(IMAGE_EXTS)})")
@@ -133,7 +133,7 @@ def write_image(path: str, img: np.ndarray, quality: int = JPEG_QUALITY) -> None
     ok, data = cv2.imencode(ext, np.ascontiguousarray(img[..., ::-1]), params)
     if not ok:
         raise UsageError(f"cannot encode OUT '{path}' as {ext}")
-    with atomic(path) as tmp:
+    with atomic(path, "OUT") as tmp:
         tmp.write_bytes(data.tobytes())
 
 
@@ -246,22 +246,18 @@ def render_sheet(backbone: models.Backbone, job: Job, out: str, quiet: bool) -> 
 
 def render_zoom(backbone: models.Backbone, job: Job, out: str, frames: int, factor: float,
                 angle: float, fps: float, quiet: bool) -> None:
+    """Dream, write, zoom, feed back. Ctrl+C (or any error) keeps the finished frames as
+    a complete video; a full disk keeps the complete part (live/dream/video.py)."""
     h, w = job.start.shape[:2]
-    ext = Path(out).suffix.lower()
-    writer = cv2.VideoWriter(out, cv2.VideoWriter_fourcc(*VIDEO_CODECS[ext]), fps, (w, h))
-    if not writer.isOpened():
-        raise UsageError(f"cannot write video '{out}' (OpenCV has no writer for it here)")
     frame = job.start
-    try:
-        with Renderer(backbone, targets.build(backbone, job.target), job.settings) as r, \
-                _bar(frames, "frame", quiet, "zoom") as bar:
-            for i in range(frames):
-                frame = r.dream(frame, job.settings if i == 0 else job.frame_settings)
-                writer.write(np.ascontiguousarray(frame[..., ::-1]))
-                bar.update()
-                frame = zoom(frame, factor, angle)
-    finally:
-        writer.release()  # a partial video is still a valid file
+    with VideoWriter(out, fps, (w, h), what="OUT", frames=frames) as video, \
+            Renderer(backbone, targets.build(backbone, job.target), job.settings) as r, \
+            _bar(frames, "frame", quiet, "zoom") as bar:
+        for i in range(frames):
+            frame = r.dream(frame, job.settings if i == 0 else job.frame_settings)
+            video.write(frame)
+            bar.update()
+            frame = zoom(frame, factor, angle)
 
 
 @lru_cache(maxsize=2)
@@ -291,6 +287,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except user_errors() as exc:
         print(f"dream: error: {exc}", file=sys.stderr)
         return 2
+    except WriteError as exc:  # a sound request the disk could not carry: 1, not 2
+        print(f"dream: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"dream: interrupted; what was finished is in {args.output}", file=sys.stderr)
         return 130

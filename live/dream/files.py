@@ -2,13 +2,27 @@
 then rename over the final name. A Ctrl+C, SIGTERM or power cut in the middle of a write
 leaves at most a hidden `.NAME.partial` file, never a corrupt file under the final name.
 Every file Dreamcam writes (recordings, snapshots, stills, exported steps) goes through
-here."""
+here; a write that fails (disk full, file too large, I/O error) is a `WriteError` naming
+the file and the cause, and the final name is left as it was."""
 from __future__ import annotations
 
 import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+
+class WriteError(OSError):
+    """A file could not be written (disk full, too large, I/O error); the message is the
+    one line the user sees, naming the file and the cause. Exit code 1, not 2: the
+    request was sound, the machine could not carry it out."""
+
+
+def cause(exc: BaseException) -> str:
+    """The short reason of an OSError ("No space left on device"), else its text."""
+    if isinstance(exc, WriteError) and exc.__cause__ is not None:
+        return cause(exc.__cause__)
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
 
 
 def partial_name(path: Path) -> Path:
@@ -35,15 +49,20 @@ def finish(tmp: Path, path: Path) -> Path:
 
 
 @contextmanager
-def atomic(path: str | Path) -> Iterator[Path]:
+def atomic(path: str | Path, what: str = "file") -> Iterator[Path]:
     """`with atomic(path) as tmp:` write `tmp`; on success it becomes `path`, on any
-    failure (or Ctrl+C) it is removed and `path` is left as it was."""
+    failure (or Ctrl+C) it is removed and `path` is left as it was. An OSError while
+    writing or finishing comes out as a WriteError naming `what` and `path`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = partial_name(path)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
         finish(tmp, path)
+    except WriteError:
+        raise
+    except OSError as exc:
+        raise WriteError(f"{what} '{path}': cannot write ({cause(exc)})") from exc
     finally:
         tmp.unlink(missing_ok=True)
 

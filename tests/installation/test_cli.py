@@ -11,9 +11,13 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
+from conftest import write_clip
 from live.__main__ import main
+from live.sources import SOURCE_MIN   # (importing it also quiets FFmpeg before write_clip wakes it)
 
 ROOT = Path(__file__).resolve().parents[2]
 HEADLESS = ["--headless", "--record", "out/x.mp4", "--log-file", ""]
@@ -43,6 +47,9 @@ CASES = [
     ("set-watchdog", [*HEADLESS, "--set", "watchdog.max_restarts=0"], "'watchdog.max_restarts' = 0"),
     ("set-log-level", [*HEADLESS, "--set", "log.level=LOUD"], "'log.level' = 'LOUD' is not allowed"),
     ("set-presets", [*HEADLESS, "--set", "presets.name=x"], "presets are edited in the config file"),
+    ("set-nan", [*HEADLESS, "--set", "dream.strength=nan"], "'dream.strength' = nan is not a finite number"),
+    ("set-inf", [*HEADLESS, "--set", "render.blend=inf"], "'render.blend' = inf is not a finite number"),
+    ("set-nan-watchdog", [*HEADLESS, "--set", "watchdog.dream_seconds=nan"], "'watchdog.dream_seconds' = nan"),
     # config files
     ("config-missing", [*HEADLESS, "--config", "{tmp}/missing.toml"], "config file not found"),
     ("config-not-toml", [*HEADLESS, "--config", "{tmp}/bad.toml"], "not valid TOML"),
@@ -51,6 +58,10 @@ CASES = [
     ("source-missing", [*HEADLESS, "--source", "{tmp}/missing.mp4"], "missing.mp4': no such file"),
     ("source-junk-video", [*HEADLESS, "--source", "{tmp}/junk.mp4"], "cannot be read as a video"),
     ("source-junk-image", [*HEADLESS, "--source", "{tmp}/junk.png"], "cannot be read as an image"),
+    ("source-tiny-image", [*HEADLESS, "--source", "{tmp}/tiny.png"], "the picture is 1x1, smaller than the smallest"),
+    ("source-tiny-video", [*HEADLESS, "--source", "{tmp}/tiny.avi"], "the video is 16x16, smaller than the smallest"),
+    ("source-directory", [*HEADLESS, "--source", "{tmp}/adir"], "source '{tmp}/adir' is a directory"),
+    ("source-directory-png", [*HEADLESS, "--source", "{tmp}/adir.png"], "source '{tmp}/adir.png' is a directory"),
     # layers
     ("layer", [*HEADLESS, "--set", "dream.layer=blocks.99"], "'dream.layer' = 'blocks.99' does not exist"),
     ("preset-layer", [*HEADLESS, "--config", "{tmp}/preset_layer.toml"], "'presets[0].layer' = 'nope'"),
@@ -65,6 +76,8 @@ CASES = [
     # where things are written
     ("log-file", [*HEADLESS[:3], "--log-file", "{tmp}/afile/x.log"], "log file '{tmp}/afile/x.log'"),
     ("record-folder", ["--headless", "--record", "{tmp}/afile/x.mp4", "--log-file", ""], "cannot create the folder"),
+    ("record-directory", ["--headless", "--record", "{tmp}/adir.mp4", "--log-file", ""], "'{tmp}/adir.mp4' is a directory"),
+    ("png-directory", [*HEADLESS, "--png", "{tmp}/adir.png"], "--png '{tmp}/adir.png' is a directory"),
 ]
 
 
@@ -76,6 +89,10 @@ def write_inputs(tmp: Path) -> None:
     (tmp / "afile").write_text("a file where a folder is expected")
     (tmp / "preset_layer.toml").write_text("[[presets]]\nname = 'x'\nlayer = 'nope'\n")
     (tmp / "preset_class.toml").write_text("[[presets]]\nname = 'x'\nobjective = 'class:no such thing'\n")
+    cv2.imwrite(str(tmp / "tiny.png"), np.full((1, 1, 3), 128, np.uint8))
+    write_clip(tmp / "tiny.avi", frames=3, size=(SOURCE_MIN // 2, SOURCE_MIN // 2))
+    for folder in ("adir", "adir.png", "adir.mp4"):
+        (tmp / folder).mkdir()
 
 
 def check(code: int, err: str, message: str, tmp: Path) -> None:

@@ -53,6 +53,15 @@ BAD = [
     ("[[presets]]\nname = 'x'\nblend = 3\n", r"'presets\[0\].blend' = 3.0 is out of range"),
     ("[[presets]]\nnam = 'x'\n", r"unknown key 'presets\[0\].nam'"),
     ("[dream\nlayer = 1\n", r"not valid TOML"),
+    # NaN passes every range test (all comparisons are false): refused by name, everywhere
+    ("[dream]\nstrength = nan\n", r"'dream.strength' = nan is not a finite number"),
+    ("[dream]\ndecay = inf\n", r"'dream.decay' = inf is not a finite number"),
+    ("[render]\nblend = nan\n", r"'render.blend' = nan is not a finite number"),
+    ("[motion]\nattack = -nan\n", r"'motion.attack' = nan is not a finite number"),
+    ("[watchdog]\ndream_seconds = nan\n", r"'watchdog.dream_seconds' = nan is not a finite number"),
+    ("[source]\nreconnect_seconds = inf\n", r"'source.reconnect_seconds' = inf is not a finite number"),
+    ("[dream]\nsize = [320, nan]\n", r"'dream.size' must be \[an integer, an integer\]"),
+    ("[[presets]]\nname = 'x'\nstrength = nan\n", r"'presets\[0\].strength' = nan is not a finite number"),
 ]
 
 

@@ -22,7 +22,7 @@ import pygame
 import pytest
 import torch
 
-from conftest import read_video, SMALL, engine_factory, feed, small_config as cfg, wait_for
+from conftest import SMALL, engine_factory, feed, read_video, small_config as cfg, wait_for, wait_for_line
 from live import config
 from live.adaptive import AdaptiveSize, adaptive_ladder, fit_aspect
 from live.app import App
@@ -366,20 +366,6 @@ def start_recording(out: Path, tmp: Path) -> subprocess.Popen:
                             env={**os.environ, "SDL_VIDEODRIVER": "dummy"})
 
 
-def wait_for_line(proc: subprocess.Popen, text: str, timeout: float = 240.0) -> None:
-    result = []
-
-    def read():
-        for line in proc.stderr:
-            if text in line:
-                result.append(line)
-                return
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    reader.join(timeout)
-    assert result, f"no '{text}' from the recording"
-
-
 def test_sigterm_finishes_the_video_and_a_power_cut_leaves_no_half_file(tmp_path):
     term, cut = tmp_path / "term" / "rec.mp4", tmp_path / "cut" / "rec.mp4"
     procs = [start_recording(term, tmp_path), start_recording(cut, tmp_path)]
@@ -407,13 +393,13 @@ def test_snapshots_are_renamed_into_place_only_when_complete(tmp_path, monkeypat
     done = write_png(surface, tmp_path / "snap.png")
     assert cv2.imread(str(done)).shape == (24, 32, 3) and not partial_name(done).exists()
 
-    def dies_halfway(surf, name):
-        Path(name).write_bytes(b"\x89PNG half")
-        raise OSError("power cut")
+    def dies_halfway(surf, target, namehint=""):
+        target.write(b"\x89PNG half")
+        raise pygame.error("encoder failed")
     monkeypatch.setattr(pygame.image, "save", dies_halfway)
-    with pytest.raises(OSError):
+    with pytest.raises(pygame.error):
         write_png(surface, tmp_path / "cut.png")
-    assert not (tmp_path / "cut.png").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["snap.png"]      # no half file, no partial
 
 
 # -- logging and systemd ------------------------------------------------------------------
