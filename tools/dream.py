@@ -35,6 +35,7 @@ log = logging.getLogger("tools.dream")
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 DEFAULT_SIZE = (640, 480)  # for noise and clouds without --size
+MIN_SIDE = 32              # the smallest picture the network can dream on (as --size)
 JPEG_QUALITY = 92
 
 # Defaults per kind of render; any option given on the command line wins.
@@ -95,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def read_image(path: str, what: str) -> np.ndarray:
+    if Path(path).is_dir():
+        raise UsageError(f"{what} '{path}' is a directory; give a picture file")
     if not Path(path).is_file():
         raise UsageError(f"{what} '{path}' does not exist")
     img = cv2.imread(path, cv2.IMREAD_COLOR)
@@ -109,6 +112,9 @@ def load_input(spec: str, size: tuple[int, int] | None, seed: int) -> np.ndarray
         w, h = size or DEFAULT_SIZE
         return noise(w, h, seed) if spec == "noise" else clouds(w, h, t=0.0, seed=seed)
     img = read_image(spec, "input")
+    if not size and min(img.shape[:2]) < MIN_SIDE:
+        raise UsageError(f"input '{spec}' is {img.shape[1]}x{img.shape[0]}, smaller than {MIN_SIDE}x{MIN_SIDE}; "
+                         f"give a larger picture or --size to scale it up")
     if size and (img.shape[1], img.shape[0]) != size:
         img = cv2.resize(img, size, interpolation=cv2.INTER_AREA if size[0] < img.shape[1] else cv2.INTER_CUBIC)
     return img

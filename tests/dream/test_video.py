@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from conftest import file_size_limit, write_clip_with_sound
-from live.dream.files import OutputError, WriteError, partial_name
+from live.dream.files import OutputError, partial_name
 from live.dream.video import VideoWriter, incomplete_name
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,8 +13,6 @@ import sys
 from pathlib import Path
 
 import av
-import cv2
-import numpy as np
 import pytest
 
 from conftest import SMALL, file_size_limit, small_config, wait_for, wait_for_line, write_clip

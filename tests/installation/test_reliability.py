@@ -363,7 +363,7 @@ def start_recording(out: Path, tmp: Path) -> subprocess.Popen:
     args = [sys.executable, "-m", "live", "--source", "clouds", "--headless", "--frames", "100000",
             "--record", str(out), "--log-file", ""] + [a for s in SMALL for a in ("--set", s)]
     return subprocess.Popen(args, cwd=tmp, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "SDL_VIDEODRIVER": "dummy"})
+                            env={**os.environ, "SDL_VIDEODRIVER": "dummy", "PYTHONPATH": str(ROOT)})
 
 
 def test_sigterm_finishes_the_video_and_a_power_cut_leaves_no_half_file(tmp_path):

@@ -24,7 +24,7 @@ from tools import targets
 from tools.dream import CLASS, main
 from tools.sheet import contact_sheet
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FAST = ["--octaves", "1", "--iterations", "6", "--step-size", "0.03", "--quiet"]
 
 
@@ -213,6 +213,22 @@ def test_zoom_video_has_n_frames(tmp_path):
     assert np.abs(frames[4].astype(float) - frames[0]).mean() > 3  # it moves
 
 
+def test_a_full_disk_stops_the_zoom_with_one_line_and_exit_1(tmp_path):
+    """A real file-size limit: writes past it fail with EFBIG, as on a full disk."""
+    from conftest import file_size_limit
+    from live.dream.video import incomplete_name
+    out = tmp_path / "zoom.mp4"
+    proc = subprocess.run(
+        [sys.executable, "-m", "tools.dream", "noise", str(out), "--size", "96x64", "--zoom-frames", "1000",
+         "--layer", "blocks.2", "--octaves", "1", "--iterations", "1", "--frame-octaves", "1",
+         "--frame-iterations", "1", "--fps", "4", "--quiet"], cwd=ROOT, capture_output=True, text=True, timeout=280,
+        preexec_fn=file_size_limit(16_000))   # a fragment every 4 frames
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"dream: error: OUT '{out}': cannot write (File too large) after" in lines[0]
+    assert not out.exists() and len(read_video(incomplete_name(out))) > 0
+
+
 def test_sheet_has_one_cell_per_layer(tmp_path):
     out = tmp_path / "sheet.png"
     start = shapes(64, 48, seed=8)
@@ -240,6 +256,8 @@ def test_sheet_has_one_cell_per_layer(tmp_path):
     (["noise", "{tmp}/afile/o.png"], "is a file"),
     (["noise", "{tmp}/adir.png"], "is a directory"),
     (["noise", "{tmp}/o.png", "--strength", "nan"], "not a finite number"),
+    (["{tmp}/adir.png", "{tmp}/o.png"], "input '{tmp}/adir.png' is a directory"),
+    (["{tmp}/tiny.png", "{tmp}/o.png"], "is 1x1, smaller than 32x32"),
     (["noise", "{tmp}/o.mp4"], "--zoom-frames"),
     (["noise", "{tmp}/o.png", "--channel", "blocks.3:9999"], "channel 9999"),
     (["noise", "{tmp}/o.png", "--guide", "{tmp}/nope.png"], "nope.png"),
@@ -247,10 +265,12 @@ def test_sheet_has_one_cell_per_layer(tmp_path):
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, needle):
     (tmp_path / "afile").write_text("not a folder")
     (tmp_path / "adir.png").mkdir()
+    cv2.imwrite(str(tmp_path / "tiny.png"), np.full((1, 1, 3), 128, np.uint8))
     argv = [a.format(tmp=tmp_path) for a in args] + ["--quiet"]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and needle in err and "Traceback" not in err
+    assert len(err.splitlines()) == 1 and needle.format(tmp=tmp_path) in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adir.png", "afile", "tiny.png"]   # nothing written
 
 
 def test_ctrl_c_during_a_still_keeps_the_picture_so_far(backbone):
