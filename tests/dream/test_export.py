@@ -114,6 +114,15 @@ def test_cli_bad_input_is_one_line_and_exit_2(args, words, tmp_path, capsys):
     assert not (tmp_path / "x.onnx").exists()
 
 
+def test_cli_refuses_a_directory_as_out_before_any_work(tmp_path, capsys):
+    (tmp_path / "adir.onnx").mkdir()
+    with pytest.raises(SystemExit) as exc:
+        run(lambda: export_tool.main(["--out", str(tmp_path / "adir.onnx")]))
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: --out '{tmp_path / 'adir.onnx'}' is a directory; give a file name"
+
+
 def test_new_export_prunes_stale_versions_of_the_same_step(tmp_path):
     keep = tmp_path / "efficientnet_lite0_blocks.10_amplify_160x120_mean-aaaaaaaaaaaa.onnx"
     stale = tmp_path / "efficientnet_lite0_blocks.10_amplify_160x120_mean-bbbbbbbbbbbb.onnx"

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import file_size_limit, write_clip_with_sound
+from conftest import file_size_limit, read_video, write_clip_with_sound
 from live.dream.files import OutputError, partial_name
 from live.dream.video import VideoWriter, incomplete_name
 
@@ -32,11 +32,7 @@ def colour(i: int) -> np.ndarray:
 
 
 def read_back(path: Path) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while (got := cap.read())[0]:
-        frames.append(cv2.cvtColor(got[1], cv2.COLOR_BGR2RGB))
-    return frames
+    return [cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in read_video(path)]
 
 
 @pytest.mark.parametrize("name,codec,fps", [("a.mp4", "h264", 25), ("b.avi", "mjpeg", 15),
