@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import av
@@ -46,33 +47,46 @@ def decoded(path: Path) -> int:
         return sum(1 for _ in c.decode(video=0))
 
 
-def test_a_full_disk_ends_the_recording_with_one_line_and_exit_1_keeping_what_was_complete(tmp_path):
-    out = tmp_path / "rec.mp4"
-    proc = subprocess.run(live("--source", "clouds", "--headless", "--frames", "100000", "--record", str(out)),
-                          cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=280,
-                          preexec_fn=file_size_limit(48_000))
+@pytest.fixture(scope="module")
+def full_disk_runs(tmp_path_factory) -> dict[str, tuple[subprocess.CompletedProcess, Path]]:
+    """Two recordings run at once, each under its file-size limit: {name: (result, folder)}.
+    "video": the recording itself outgrows 48 kB. "png": 640x480, three video frames take
+    ~25 kB but the still ~200 kB, and files may not pass 100 kB."""
+    runs = {"video": (48_000, ["--frames", "100000"]),
+            "png": (100_000, ["--frames", "3", "--png", "last.png", "--set", "render.width=640",
+                              "--set", "render.height=480"])}
+
+    def run(name: str) -> tuple[str, tuple[subprocess.CompletedProcess, Path]]:
+        limit, extra = runs[name]
+        folder = tmp_path_factory.mktemp(name)
+        proc = subprocess.run(live("--source", "clouds", "--headless", "--record", "rec.mp4", *extra), cwd=folder,
+                              env=ENV, capture_output=True, text=True, timeout=280,
+                              preexec_fn=file_size_limit(limit))
+        return name, (proc, folder)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return dict(pool.map(run, runs))
+
+
+def test_a_full_disk_ends_the_recording_with_one_line_and_exit_1_keeping_what_was_complete(full_disk_runs):
+    proc, folder = full_disk_runs["video"]
+    out = folder / "rec.mp4"
     assert proc.returncode == 1, proc.stderr
     line = one_line(proc.stderr, "cannot write")
-    assert f"--record '{out}': cannot write (File too large) after " in line
+    assert "--record 'rec.mp4': cannot write (File too large) after " in line
     assert "wrote" not in proc.stderr                                   # no claim of a finished video
     assert not out.exists() and not partial_name(out).exists()         # never a broken file under the name
-    kept = incomplete_name(out)
     stated = int(line.split("the first ")[1].split(" frames")[0])
-    assert f"are kept in {kept}" in line and stated > 0
-    assert decoded(kept) == stated                                      # what it says is there plays
+    assert "are kept in rec.incomplete.mp4" in line and stated > 0
+    assert decoded(incomplete_name(out)) == stated                      # what it says is there plays
 
 
-def test_a_still_that_cannot_be_written_is_one_line_and_exit_1(tmp_path):
-    out, png = tmp_path / "rec.mp4", tmp_path / "last.png"
-    # 640x480: three video frames take ~25 kB, the PNG ~200 kB; files may not pass 100 kB
-    proc = subprocess.run(live("--source", "clouds", "--headless", "--frames", "3", "--record", str(out),
-                               "--png", str(png), "--set", "render.width=640", "--set", "render.height=480"),
-                          cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=280,
-                          preexec_fn=file_size_limit(100_000))
+def test_a_still_that_cannot_be_written_is_one_line_and_exit_1(full_disk_runs):
+    proc, folder = full_disk_runs["png"]
     assert proc.returncode == 1, proc.stderr
-    assert f"--png '{png}': cannot write (File too large)" in one_line(proc.stderr, "cannot write")
-    assert decoded(out) == 3                                            # the video was finished
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["rec.mp4"]    # no PNG, no 0-byte partial
+    assert "--png 'last.png': cannot write (File too large)" in one_line(proc.stderr, "cannot write")
+    assert decoded(folder / "rec.mp4") == 3                             # the video was finished
+    assert sorted(p.name for p in folder.iterdir()) == ["rec.mp4"]      # no PNG, no 0-byte partial
 
 
 SNAPSHOTS = """
