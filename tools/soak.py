@@ -56,9 +56,10 @@ class Sampler(threading.Thread):
     def take(self) -> None:
         app = self.app
         d, cap = app.dreamer, app.capture
+        w, h = d.adaptive.size
         self.samples.append(Sample(time.monotonic() - self.t0, rss_mb(), open_fds(), threading.active_count(),
                                    d.steps, d.faults, cap.slot.latest()[0], app.stats.frames,
-                                   not cap.status.startswith("clouds (")))
+                                   not cap.status.startswith("clouds ("), w * h))
 
     def run(self) -> None:
         self.take()

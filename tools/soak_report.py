@@ -20,6 +20,7 @@ class Sample:
     frames: int           # captured frames published so far
     shown: int            # display frames drawn (0 headless)
     source_ok: bool       # the configured source is showing (not the clouds stand-in)
+    pixels: int = 0       # the dream's working size (w*h): a larger one than ever before raises RSS once
 
 
 def slope_mb_per_hour(samples: list[Sample]) -> float:
@@ -91,7 +92,7 @@ def read_csv(path: Path) -> list[Sample]:
     with open(path, newline="") as f:
         return [Sample(float(r["seconds"]), float(r["rss_mb"]), int(r["fds"]), int(r["threads"]),
                        int(r["dream_steps"]), int(r["faults"]), int(r["frames"]), int(r["shown"]),
-                       bool(int(r["source_ok"]))) for r in csv.DictReader(f)]
+                       bool(int(r["source_ok"])), int(r.get("pixels") or 0)) for r in csv.DictReader(f)]
 
 
 def plot(samples: list[Sample], after: list[Sample], slope: float, title: str, path: Path) -> None:
@@ -131,6 +132,11 @@ def plot(samples: list[Sample], after: list[Sample], slope: float, title: str, p
     dx.plot(minutes, rates, lw=1, color="tab:blue")
     dx.set_ylabel("dream steps/s")
     dx.set_ylim(bottom=0)
+    if any(s.pixels for s in samples):
+        px = dx.twinx()
+        px.step(minutes, [s.pixels / 1000 for s in samples], where="post", lw=1, color="tab:grey", alpha=0.8)
+        px.set_ylabel("working size (kpixels)", color="tab:grey", fontsize=8)
+        px.set_ylim(0, max(s.pixels for s in samples) / 1000 * 1.3)
     dx.set_xlabel("minutes")
     fig.tight_layout()
     fig.savefig(path)
