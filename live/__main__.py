@@ -35,6 +35,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--kiosk", action="store_true", help="kiosk mode: only Ctrl+Shift+Q quits, presets on a timer")
     p.add_argument("--seconds", type=positive,
                    help="quit by itself after this many seconds (demos, measurements, soak runs)")
+    p.add_argument("--stats", metavar="FILE.json",
+                   help="at exit, write the session's figures as JSON (display fps, dream steps/s, working size, "
+                        "latency median and p95, backend, precision; display figures null when headless)")
     p.add_argument("--headless", action="store_true", help="no window: record a video (needs --record)")
     p.add_argument("--frames", type=positive_int, default=150, help="headless: frames to record (default 150)")
     p.add_argument("--record", metavar="OUT.mp4", help="headless: the video to write (.mp4 or .avi)")
@@ -129,6 +132,7 @@ def _main(argv: list[str] | None) -> int:
         from .dream.files import check_output
         from .headless import run_headless
         from .sources import SourceError
+        from .stats import write_stats
         from .windowed import run_window
         bad_input = (*user_errors(), SourceError, logs.LogFileError)
     except Exception:
@@ -151,10 +155,17 @@ def _main(argv: list[str] | None) -> int:
         if args.osc_list:
             print_osc_list(cfg)
             return EXIT_OK
+        if args.stats:
+            check_output(args.stats, "--stats")
         app = App(cfg, args.source)
-        if args.headless:
-            return run_headless(app, args.frames, args.record, args.png, args.seconds)
-        return run_window(app, args.seconds)
+        try:
+            if args.headless:
+                return run_headless(app, args.frames, args.record, args.png, args.seconds)
+            return run_window(app, args.seconds)
+        finally:
+            if args.stats:
+                write_stats(args.stats, app.figures(display=not args.headless))
+                log.info("session figures written to %s", args.stats)
     except bad_input as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from typing import Callable
 
 import numpy as np
 
@@ -74,8 +75,11 @@ class AdaptiveSize:
         self._changed = None
         return self.size
 
-    def update(self, steps_per_second: float, now: float) -> tuple[int, int] | None:
-        """Feed one measured rate; returns the new working size when it should change."""
+    def update(self, steps_per_second: float, now: float,
+               ready: Callable[[tuple[int, int]], bool] = lambda size: True) -> tuple[int, int] | None:
+        """Feed one measured rate; returns the new working size when it should change.
+        Only a size whose step is `ready` is chosen: a size whose fast step is still being
+        built would dream with the slower stand-in and look like a reason to go lower."""
         if not self.enabled:
             return None
         if self._skip > 0:
@@ -94,7 +98,7 @@ class AdaptiveSize:
             (w0, h0), (w1, h1) = self.ladder[self.level], self.ladder[self.level - 1]
             if rate * (w0 * h0) / (w1 * h1) >= self.target * self.headroom:
                 new = self.level - 1
-        if new == self.level:
+        if new == self.level or not ready(self.ladder[new]):
             return None
         self.level = new
         self._rates.clear()

@@ -11,6 +11,7 @@ import logging
 import time
 
 import models
+from . import STARTED
 from .capture import Capture
 from .commands import Commands
 from .config import Config, ConfigError
@@ -72,7 +73,7 @@ class App:
     def make_engine(self, size: tuple[int, int], s: LiveSettings) -> DreamEngine:
         """An engine with the [dream] settings and the live layer, objective and strength."""
         return DreamEngine(self.backbone, settings=self.cfg.dream, layer=s.layer, size=size,
-                           objective=s.objective, strength=s.strength)
+                           objective=s.objective, strength=s.strength, background=True)
 
     def check_objective(self, objective: str, layer: str) -> None:
         """Refuse (raise) an objective the layer cannot dream, before it reaches the dreamer."""
@@ -130,3 +131,25 @@ class App:
                  f"{st.latency_ms(50):.0f} ms, p95 {st.latency_ms(95):.0f} ms, " if display else "")
         return (f"session {seconds:.1f}s: {shown}{self.dreamer.steps} dream steps ({dream_rate:.1f} steps/s), "
                 f"dream faults {self.dreamer.faults}, thread restarts {self.watchdog.restarts if self.watchdog else 0}")
+
+    def figures(self, display: bool = True) -> dict:
+        """The session's figures for --stats (DESIGN.md): rates over the time since the
+        first dream; the display's figures are None for a headless run."""
+        st, d = self.stats, self.dreamer
+        now = time.perf_counter()
+        first = d.first_dream_at
+        dreaming = now - first if first is not None else 0.0
+        _, last = d.dreams.latest()
+        info = (last.info if last is not None and last.info else None) or (d.engine.info if d.engine else {})
+        seconds = now - st.started
+        return {
+            "display_fps": round(st.frames / seconds, 2) if display and seconds > 0 else None,
+            "dream_steps_per_second": round(d.steps / dreaming, 2) if dreaming > 0 else 0.0,
+            "working_size": list(d.adaptive.size),
+            "latency_ms_median": round(st.latency_ms(50), 1) if display and st.latencies else None,
+            "latency_ms_p95": round(st.latency_ms(95), 1) if display and st.latencies else None,
+            "backend": info.get("backend"), "precision": info.get("precision"),
+            "seconds": round(seconds, 2), "dream_steps": d.steps,
+            "first_dream_seconds": round(first - STARTED, 2) if first is not None else None,
+            "adaptive_level": d.adaptive.level, "dream_faults": d.faults,
+        }

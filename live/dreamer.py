@@ -94,6 +94,7 @@ class Dreamer(threading.Thread):
         self.faults = 0
         self.restarts = 0
         self.steps = 0
+        self.first_dream_at: float | None = None   # time.perf_counter() of the first dream
         self._rng = np.random.default_rng(seed)
         self._stop_event = threading.Event()
         self._abandoned = False
@@ -121,6 +122,7 @@ class Dreamer(threading.Thread):
                       temporal=self.make_temporal, clock=self.clock)
         new.adaptive, new.dreams, new._rng, new._shape = self.adaptive, self.dreams, self._rng, self._shape
         new.faults, new.steps, new._number = self.faults, self.steps, self._number
+        new.first_dream_at = self.first_dream_at
         new.restarts = self.restarts + 1
         if self.engine is not None:
             try:
@@ -214,6 +216,8 @@ class Dreamer(threading.Thread):
             self.engine.configure(size=self.adaptive.size)
             self._slow_next = True
         self._apply(s)
+        if self._slow_next:  # new engine, size or layer: every size adaptive may pick, built ahead
+            self.engine.prepare([self.engine.size] + (self.adaptive.ladder if self.adaptive.enabled else []))
         if self._slow_next:
             self.heartbeat.expect(SLOW_STEP_GRACE)
         return self.engine
@@ -244,7 +248,10 @@ class Dreamer(threading.Thread):
         if getattr(eng, "residual", 0) is None:  # the engine dropped a non-finite step
             raise FloatingPointError("the dream step produced non-finite values")
         self.steps += self.steps_per_frame
-        self._times.append((time.perf_counter(), self.steps))
+        now = time.perf_counter()
+        if self.first_dream_at is None:
+            self.first_dream_at = now
+        self._times.append((now, self.steps))
         if s.zooming or s.noise:
             self._feedback = out
         self._number += 1
@@ -254,9 +261,9 @@ class Dreamer(threading.Thread):
         return dream
 
     def _adapt(self, eng: DreamEngine) -> None:
-        if eng.last_ms <= 0:
+        if eng.last_ms <= 0 or not eng.ready():  # the stand-in's speed is not the size's speed
             return
-        new_size = self.adaptive.update(1000.0 * self.steps_per_frame / eng.last_ms, self.clock())
+        new_size = self.adaptive.update(1000.0 * self.steps_per_frame / eng.last_ms, self.clock(), eng.ready)
         if new_size is not None:
             log.info("adaptive quality: working size %dx%d -> %dx%d (%.1f ms/step, target %.1f steps/s)",
                      *eng.size, *new_size, eng.last_ms, self.adaptive.target)

@@ -2,10 +2,14 @@
 capture-to-screen latency of the live picture (for the HUD and the summary at exit)."""
 from __future__ import annotations
 
+import json
 import time
 from collections import deque
+from pathlib import Path
 
 import numpy as np
+
+from .dream.files import atomic
 
 
 class Stats:
@@ -29,3 +33,17 @@ class Stats:
 
     def latency_ms(self, q: float = 50) -> float:
         return float(np.percentile(self.latencies, q) * 1000) if self.latencies else 0.0
+
+
+STATS_KEYS = ("display_fps", "dream_steps_per_second", "working_size", "latency_ms_median", "latency_ms_p95",
+              "backend", "precision")  # the contract (DESIGN.md); more keys may follow them
+
+
+def write_stats(path: str | Path, figures: dict) -> Path:
+    """The session's figures as JSON, written atomically (never a half file)."""
+    missing = [k for k in STATS_KEYS if k not in figures]
+    if missing:
+        raise KeyError(f"session figures lack {missing}")
+    with atomic(path) as tmp:
+        tmp.write_text(json.dumps(figures, indent=1) + "\n")
+    return Path(path)

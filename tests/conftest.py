@@ -19,6 +19,8 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 _CACHE = tempfile.mkdtemp(prefix="dreamcam-test-cache-")
 os.environ["XDG_CACHE_HOME"] = _CACHE  # before anything reads it
 
+import live  # noqa: F401  (the process environment, before torch loads)
+
 import cv2
 import numpy as np
 import pytest
@@ -159,10 +161,10 @@ def wait_for_line(proc, text: str, timeout: float = 240.0) -> list[str]:
 
 
 def engine_factory(backbone: models.Backbone, built: list) -> Callable:
-    """A dreamer's make_engine: fp32, seeded, remembering what it built."""
+    """A dreamer's make_engine: eager torch, fp32, seeded, remembering what it built."""
     def factory(size, s):
         eng = DreamEngine(backbone, layer=s.layer, size=size, strength=s.strength, objective=s.objective,
-                          precision="fp32", seed=0)
+                          precision="fp32", backend="torch", seed=0)
         built.append(eng)
         return eng
     return factory
@@ -201,12 +203,25 @@ def onnx_cache(exported) -> Path:
     return exported.path.parent
 
 
-SMALL = ["dream.size=[96, 72]", "dream.precision=\"fp32\"", "render.width=160", "render.height=120",
-         "dream.adaptive=false"]
+@pytest.fixture(scope="session")
+def openvino_ready(backbone, exported) -> str:
+    """The session's export checked under OpenVINO (the stamp the openvino backend and
+    auto look for); returns the differences from PyTorch."""
+    from live.dream.backends import openvino as ovb
+    from live.dream.step import make_step
+    step = make_step(backbone, ONNX_LAYER, grad_norm=ONNX_NORM)
+    try:
+        return ovb.validate(exported.path, step, ONNX_SIZE, backbone.device)
+    finally:
+        step.close()
+
+
+SMALL = ["dream.size=[96, 72]", "dream.precision=\"fp32\"", "dream.backend=\"torch\"", "render.width=160",
+         "render.height=120", "dream.adaptive=false"]
 
 
 def small_config(*more: str, path=None):
-    """config.toml with a small, fixed working size and fp32 (quick, repeatable), plus `more`."""
+    """config.toml with a small, fixed working size, eager torch and fp32 (quick, repeatable), plus `more`."""
     from live import config
     return config.load(path, [*SMALL, *more])
 

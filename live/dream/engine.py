@@ -10,6 +10,7 @@ import logging
 import random
 import time
 import weakref
+from collections import OrderedDict
 from typing import Callable
 
 import numpy as np
@@ -17,7 +18,8 @@ import torch
 
 from models import Backbone
 from . import backends, objectives as obj
-from .backends.auto import fastest, time_step
+from .backends.auto import Meter, precision_for
+from .backends.pool import Build, StepPool, build_step
 from .images import to_image, to_tensor
 from .prior import jitter_offsets, roll
 from .settings import DreamSettings, check
@@ -30,6 +32,7 @@ _DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 ENGINE_SETTINGS = ("layer", "size", "steps_per_frame", "strength", "jitter", "objective", "precision",
                    "backend", "decay", "grad_norm", "momentum", "limit")
 Warp = Callable[[torch.Tensor, np.ndarray], torch.Tensor]
+POOLS_KEPT = 6   # layers/objectives whose built steps are kept, so switching back is instant
 
 
 class DreamEngine:
@@ -40,7 +43,12 @@ class DreamEngine:
     are rebuilt lazily, only when what shapes them changes."""
 
     def __init__(self, backbone: Backbone, layer: str | None = None, *, seed: int | None = None,
-                 warp: Warp | None = None, settings: DreamSettings | None = None, **changes):
+                 warp: Warp | None = None, settings: DreamSettings | None = None, background: bool = False,
+                 build: Build = build_step, meter: Meter | None = None, **changes):
+        """`background`: exported backends are built off the dream's path (a child process
+        and a builder thread) while the eager step dreams; the live installation wants
+        that, tools and tests want the real backend from the first call. `build` and
+        `meter` (how a step is built, how auto's trial is timed) are there for tests."""
         self.backbone = backbone
         self.device = backbone.device
         self._rng = random.Random(seed)
@@ -48,6 +56,8 @@ class DreamEngine:
         self._torch_step: DreamStep | None = None
         self._step: backends.Step | None = None
         self._key: tuple | None = None
+        self._pools: OrderedDict[tuple, StepPool] = OrderedDict()
+        self._pool_options = {"background": background, "build": build, "meter": meter}
         self.residual: torch.Tensor | None = None
         self.velocity: torch.Tensor | None = None  # smoothed per-frame step (momentum)
         self._carried_velocity: torch.Tensor | None = None
@@ -78,9 +88,7 @@ class DreamEngine:
         for k, v in changes.items():
             setattr(self, k, v)
         if self.precision == "auto":
-            self.precision = self._pick_precision()
-        if self.backend == "auto":
-            self.backend = self._pick_backend()
+            self.precision = precision_for(self.device)  # measured once: fp32 on CPU, fp16 on CUDA
 
     def _parse(self, spec: str, layer: str) -> obj.Objective:
         bb = self.backbone
@@ -88,42 +96,88 @@ class DreamEngine:
 
     def _ensure_step(self) -> backends.Step:
         key = (self.layer, self.objective, self.precision, self.backend, self.grad_norm,
-               self.size if self.backend in backends.PER_SIZE else None)
+               self.size if self.backend == "compile" else None)
         if key != self._key:
-            self.close()
+            self._close_tap()
             objective = self._parse(self.objective, self.layer)
             self._tap = LayerTap(self.backbone, objective.layers)
             self._finalizer = weakref.finalize(self, self._tap.close)  # no stray hooks
             self._torch_step = DreamStep(self._tap, objective, self.grad_norm, _DTYPES[self.precision])
-            spec = backends.StepSpec(self.layer, self.objective, self.grad_norm, self.size)
-            self._step = backends.build(self.backend, self.backbone, self._torch_step, spec)
+            if self._pooled:
+                self._step = self._pool(key[:5])
+            else:
+                spec = backends.StepSpec(self.layer, self.objective, self.grad_norm, self.size)
+                self._step = backends.build(self.backend, self.backbone, self._torch_step, spec)
             self._key = key
         return self._step
 
-    def _pick_precision(self) -> str:
-        """fp16 autocast on CUDA; on CPU whichever of fp32/bf16 measures faster here."""
-        if self.device.type == "cuda":
-            return "fp16"
-        key = ("precision", self.backbone.name, self.layer, self.size, self.device.type)
-        return fastest("precision", key, ("fp32", "bf16"), lambda p: self._time_with(precision=p))
+    @property
+    def _pooled(self) -> bool:
+        return self.backend == "auto" or self.backend in backends.EXPORTED
 
-    def _pick_backend(self) -> str:
-        """Torch, ONNX Runtime or compiled torch, whichever measures faster for these settings."""
-        key = ("backend", self.backbone.name, self.layer, self.objective, self.size, self.precision)
-        return fastest("backend", key, tuple(backends.BACKENDS), lambda b: self._time_with(backend=b))
+    def _pool(self, key: tuple) -> StepPool:
+        """The pool of built steps for these settings (kept for a few settings, so going
+        back to a layer is instant); the others stop building."""
+        for other in self._pools.values():
+            other.pause()
+        pool = self._pools.pop(key, None) or StepPool(self.backbone, self.layer, self.objective, self.grad_norm,
+                                                      self.precision, self.backend, **self._pool_options)
+        self._pools[key] = pool
+        while len(self._pools) > POOLS_KEPT:
+            self._pools.popitem(last=False)[1].close()
+        pool.eager = self._torch_step
+        return pool
 
-    def _time_with(self, **settings) -> float:
-        for k, v in settings.items():
-            setattr(self, k, v)
-        self._key = None
-        return time_step(self._ensure_step(), self.size, self.device, self.strength)
+    def prepare(self, sizes: list[tuple[int, int]]) -> None:
+        """Have the steps for these working sizes built ahead (the adaptive ladder), so a
+        size change finds its step ready."""
+        step = self._ensure_step()
+        if isinstance(step, StepPool):
+            for size in sizes:
+                step.want(tuple(size))
 
-    def close(self) -> None:
-        """Remove this engine's hooks from the (possibly shared) backbone."""
+    def ready(self, size: tuple[int, int] | None = None) -> bool:
+        """Is the step for `size` (default: the current size) in its final form, so its
+        speed is the real one? False while an export or compile is still under way."""
+        step = self._ensure_step()
+        size = tuple(size or self.size)
+        if isinstance(step, StepPool):
+            return step.ready(size)
+        if hasattr(step, "compiled"):
+            return step.compiled or step.error is not None
+        return True
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Block until the current size's step is built (tools and tests, never the live dream)."""
+        step = self._ensure_step()
+        if isinstance(step, StepPool):
+            return step.wait(tuple(self.size), timeout)
+        if hasattr(step, "wait"):
+            step.wait(timeout)
+        return self.ready()
+
+    @property
+    def running(self) -> str:
+        """The backend that ran the last step (auto: what it picked; while an export builds: torch)."""
+        step = self._step
+        if isinstance(step, StepPool):
+            return step.last
+        if self.backend == "compile" and step is not None and not step.compiled:
+            return "torch"
+        return self.backend
+
+    def _close_tap(self) -> None:
         if self._tap is not None:
             self._finalizer()  # runs tap.close once
             self._tap = None
             self._key = None
+
+    def close(self) -> None:
+        """Remove this engine's hooks from the (possibly shared) backbone; stop building."""
+        self._close_tap()
+        for pool in self._pools.values():
+            pool.close()
+        self._pools.clear()
 
     # -- dreaming -------------------------------------------------------------------
     def reset(self) -> None:
@@ -203,6 +257,9 @@ class DreamEngine:
     @property
     def info(self) -> dict:
         """What the HUD shows."""
-        return {"layer": self.layer, "objective": self.objective, "backend": self.backend,
-                "device": self.device.type, "precision": self.precision,
+        running = self.running
+        building = self._step.building() if isinstance(self._step, StepPool) else []
+        return {"layer": self.layer, "objective": self.objective, "backend": running,
+                "setting": self.backend, "building": ", ".join(f"{w}x{h}" for w, h in building),
+                "device": self.device.type, "precision": self.precision if running == "torch" else "fp32",
                 "size": f"{self.size[0]}x{self.size[1]}", "ms": self.last_ms}

@@ -47,7 +47,7 @@ class DreamSettings:
     momentum: float = bounded(0.8, 0.0, 0.99)    # average each frame's step with the last ones: no shimmer
     limit: float = bounded(0.3, 0.01, 1.0)       # largest carried dream per pixel (picture units)
     precision: str = choice("auto", "auto", "fp32", "bf16", "fp16")
-    backend: str = choice("torch", "torch", "onnx", "compile", "auto")
+    backend: str = choice("auto", "auto", "torch", "onnx", "openvino", "compile")
     device: str = choice("auto", "auto", "cpu", "cuda")
     adaptive: bool = True                        # lower the working size when steps fall behind
     target_steps_per_second: float = bounded(8.0, 0.5, 240)

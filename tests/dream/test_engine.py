@@ -14,6 +14,7 @@ SIZE = (160, 120)
 def engine(backbone, **kw) -> DreamEngine:
     kw.setdefault("size", SIZE)
     kw.setdefault("precision", "fp32")
+    kw.setdefault("backend", "torch")
     kw.setdefault("seed", 0)
     return DreamEngine(backbone, **kw)
 

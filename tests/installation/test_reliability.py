@@ -267,7 +267,7 @@ def test_non_finite_values_are_logged_and_the_engine_restarted_and_freed(backbon
 
     def nan_once(size, s):
         eng = DreamEngine(backbone, layer=s.layer, size=size, strength=s.strength, objective=s.objective,
-                          precision="fp32", seed=0)
+                          precision="fp32", backend="torch", seed=0)
         built.append(weakref.ref(eng))
         if len(built) == 1:  # the wrapper makes a reference cycle, as wrappers and tracebacks do
             real = eng.run_steps

@@ -106,7 +106,7 @@ def test_engine_carries_the_residual_along_the_flow(backbone, scene):
     """Dream a picture, then move the scene: with flow the dream moves with it (the
     carried residual lines up with the warped old one); without, it stays put."""
     size = (W, H)
-    eng = DreamEngine(backbone, layer="blocks.6", size=size, precision="fp32", seed=0, decay=1.0)
+    eng = DreamEngine(backbone, layer="blocks.6", size=size, precision="fp32", backend="torch", seed=0, decay=1.0)
     for _ in range(3):
         eng.dream(scene)
     old = eng.residual.clone()

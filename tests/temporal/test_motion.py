@@ -94,7 +94,7 @@ def test_settings_come_from_config():
 
 def _engine(backbone, **kw):
     """An engine with config.toml's [dream] settings (the live defaults) at a small size."""
-    kw = {"layer": "blocks.10", "size": (128, 96), "precision": "fp32", "seed": 0, **kw}
+    kw = {"layer": "blocks.10", "size": (128, 96), "precision": "fp32", "backend": "torch", "seed": 0, **kw}
     return DreamEngine(backbone, settings=config.load().dream, **kw)
 
 

@@ -1,8 +1,10 @@
 """Backends of the dream step, looked up by name: each factory turns the eager
 `DreamStep` into a callable `step(x, strength) -> x'` for one working size. The engine
-knows nothing else about them; a new runtime is one file and one line in `BACKENDS`.
+knows nothing else about them; a new runtime is one file and one line in `BACKENDS`
+(plus `EXPORTED` when it runs the ONNX export: then pool.py builds it per size, in the
+background in the live installation, and `backend = "auto"` weighs it).
 
-Imports are deferred, so the eager backend never loads ONNX Runtime or the compiler."""
+Imports are deferred, so the eager backend never loads ONNX Runtime, OpenVINO or the compiler."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -34,14 +36,31 @@ def _onnx(backbone: Backbone, step: DreamStep, spec: StepSpec) -> Step:
     return onnx_step(backbone, step, spec.layer, spec.objective, spec.size, spec.grad_norm)
 
 
+def _openvino(backbone: Backbone, step: DreamStep, spec: StepSpec) -> Step:
+    from .openvino import openvino_step
+    return openvino_step(backbone, step, spec.layer, spec.objective, spec.size, spec.grad_norm)
+
+
 def _compile(backbone: Backbone, step: DreamStep, spec: StepSpec) -> Step:
     from .compiled import CompiledStep
     return CompiledStep(backbone, step, spec.size)
 
 
 Factory = Callable[[Backbone, DreamStep, StepSpec], Step]
-BACKENDS: dict[str, Factory] = {"torch": _torch, "onnx": _onnx, "compile": _compile}
-PER_SIZE = frozenset({"onnx", "compile"})  # graphs with the working size baked in
+BACKENDS: dict[str, Factory] = {"torch": _torch, "onnx": _onnx, "openvino": _openvino, "compile": _compile}
+PER_SIZE = frozenset({"onnx", "openvino", "compile"})  # graphs with the working size baked in
+EXPORTED = ("openvino", "onnx")  # run the ONNX export: built per size by pool.py
+
+
+def exported_module(name: str):
+    """The module of an exported backend: prepare() (export, validate), on_disk(), load()."""
+    if name == "onnx":
+        from . import onnx
+        return onnx
+    if name == "openvino":
+        from . import openvino
+        return openvino
+    raise ValueError(f"backend '{name}' does not run the ONNX export")
 
 
 def build(name: str, backbone: Backbone, step: DreamStep, spec: StepSpec) -> Step:

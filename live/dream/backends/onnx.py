@@ -162,19 +162,32 @@ def cache_path(backbone: Backbone, layer: str, objective: str, size: tuple[int, 
     return cached_file(CACHE, ".onnx", backbone, layer, objective, size, grad_norm, f"opset{OPSET}")
 
 
-def onnx_step(backbone: Backbone, step: DreamStep, layer: str, objective: str,
-              size: tuple[int, int], grad_norm: str) -> OrtStep:
-    """The engine's ONNX backend: the cached export (exported and validated on first use)
-    in an ONNX Runtime session."""
+def prepare(backbone: Backbone, step: DreamStep, layer: str, objective: str,
+            size: tuple[int, int], grad_norm: str) -> Path:
+    """The cached, validated export of this step (exported and checked on first use)."""
     path = cache_path(backbone, layer, objective, size, grad_norm)
-    report = None
     if not path.is_file():
         w, h = size
         log.info("exporting the dream step to ONNX (%s %s, %s, %dx%d): first use, takes a few seconds",
                  backbone.name, layer, objective, w, h)
         exported = export_step(backbone, step, size, path)
-        report = exported.report
-        log.info("exported %s in %.1f s; matches PyTorch (%s)", path.name, exported.seconds, describe(report))
-    session = OrtStep(path, backbone.device, report)
+        log.info("exported %s in %.1f s; matches PyTorch (%s)", path.name, exported.seconds,
+                 describe(exported.report))
+    return path
+
+
+def on_disk(path: Path, device: torch.device) -> bool:
+    """The export is there (it was validated before it was written)."""
+    return path.is_file()
+
+
+def load(path: Path, device: torch.device) -> OrtStep:
+    session = OrtStep(path, device)
     log.info("onnx backend: %s on %s", path.name, session.providers[0])
     return session
+
+
+def onnx_step(backbone: Backbone, step: DreamStep, layer: str, objective: str,
+              size: tuple[int, int], grad_norm: str) -> OrtStep:
+    """The engine's ONNX backend, built here and now (see pool.py for the background)."""
+    return load(prepare(backbone, step, layer, objective, size, grad_norm), backbone.device)

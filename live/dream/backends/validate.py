@@ -16,13 +16,16 @@ from .trace import ExportError
 # on noise, differences in picture units (0..1). The normalised gradient has mean |g| = 1,
 # so the mean update is VALIDATION_STEP; single pixels move up to ~25x that. Another
 # runtime sums in another order, so a ReLU6 unit sitting right at 0 or 6 can switch and
-# move a small patch of pixels noticeably (seen: up to 5e-2 on ~0.01% of the values at
-# 640x480) while the mean stays ~1e-5. A wrong graph moves the mean by ~VALIDATION_STEP, a
-# wrong border (one pixel all round) moves over 0.5% of the values.
+# move a small patch of pixels noticeably while the mean stays ~1e-5: seen up to 5e-2
+# (ONNX Runtime) and 1.01e-1 (OpenVINO, mean normalisation) on under 0.07% of the values at
+# 640x480; more units, more chances of one sitting at an edge, so the largest flip grows
+# with the size. A wrong graph moves the mean by ~VALIDATION_STEP, a wrong border (one
+# pixel all round) moves over 0.5% of the values, a wrong pixel moves by its whole update
+# (up to ~25 steps): the max only has to stay above what flips do.
 VALIDATION_STEP = 0.05
 TOLERANCE_MEAN = 0.002 * VALIDATION_STEP   # mean |difference| under 0.2% of the step
 TOLERANCE_SHARE = 1e-3                     # at most 0.1% of the values off by > 10% of the step
-TOLERANCE_MAX = 2.0 * VALIDATION_STEP      # and none by more than two mean steps
+TOLERANCE_MAX = 4.0 * VALIDATION_STEP      # and none by more than four mean steps
 FAR = 0.1 * VALIDATION_STEP
 TOLERANCE = (f"mean <= {TOLERANCE_MEAN:g}, at most {100 * TOLERANCE_SHARE:g}% of values > {FAR:g}, "
              f"max <= {TOLERANCE_MAX:g}")
