@@ -24,6 +24,7 @@ from typing import Callable, Protocol
 import numpy as np
 import torch
 
+from . import STARTED
 from .adaptive import AdaptiveSize, fit_aspect
 from .capture import Frame, Slot
 from .dream import DreamEngine, DreamSettings
@@ -251,6 +252,7 @@ class Dreamer(threading.Thread):
         now = time.perf_counter()
         if self.first_dream_at is None:
             self.first_dream_at = now
+            log.info("first dream %.1f s after the start (%s)", now - STARTED, eng.info.get("backend"))
         self._times.append((now, self.steps))
         if s.zooming or s.noise:
             self._feedback = out
@@ -261,7 +263,7 @@ class Dreamer(threading.Thread):
         return dream
 
     def _adapt(self, eng: DreamEngine) -> None:
-        if eng.last_ms <= 0 or not eng.ready():  # the stand-in's speed is not the size's speed
+        if eng.last_ms <= 0 or not eng.settled():  # a stand-in's or a trial's speed is not the size's speed
             return
         new_size = self.adaptive.update(1000.0 * self.steps_per_frame / eng.last_ms, self.clock(), eng.ready)
         if new_size is not None:

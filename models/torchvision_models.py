@@ -1,13 +1,18 @@
 """torchvision's classic DeepDream networks. Their weights are used only when they are
-already in the torch hub cache; `python -m tools.fetch_weights NAME` puts them there."""
+already in the torch hub cache; `python -m tools.fetch_weights NAME` puts them there.
+torchvision itself is imported only when one of them is asked for: it costs a second or
+two of every start otherwise (the default network does not need it)."""
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
-import torchvision
 from torch import nn
+
+if TYPE_CHECKING:
+    import torchvision
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -34,6 +39,7 @@ SPECS: dict[str, Spec] = {
 
 
 def _weights(name: str) -> torchvision.models.WeightsEnum:
+    import torchvision
     return torchvision.models.get_model_weights(name).DEFAULT
 
 
@@ -50,6 +56,7 @@ def build(name: str) -> nn.Module:
     """Build from the hub cache only (the caller checks `cached` first)."""
     if not cached(name):
         raise FileNotFoundError(checkpoint_path(name))
+    import torchvision
     return torchvision.models.get_model(name, weights=_weights(name))
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 NAIVE = "naive"
-TARGET = {"size": (320, 240), "layer": "blocks.10", "speedup": 2.5, "ms": 40.0}
+DEFAULT = "auto"   # the installation's default backend: the row shows what it picked
+TARGET = {"size": (320, 240), "layer": "blocks.10", "default": 3.5, "best": 4.0}  # x naive, same run
 
 
 @dataclass
@@ -16,7 +17,7 @@ class Row:
     layer: str
     depth: str                 # shallow | default | deep
     size: str
-    method: str                # naive | torch | onnx | compile (engine backends)
+    method: str                # naive | auto (the default) | torch | onnx | openvino | compile
     precision: str
     ms: float = float("nan")   # median ms per dream() call (one step)
     ms_p25: float = float("nan")
@@ -43,19 +44,34 @@ def summarise(rows: list[Row]) -> None:
 
 
 def verdict(rows: list[Row]) -> dict | None:
-    """The issue's target: best dream() at 320x240, default layer, vs naive in this run."""
+    """The issue's target: the installation's default and the best dream() at 320x240,
+    default layer, each against the naive loop of this run."""
     size = f"{TARGET['size'][0]}x{TARGET['size'][1]}"
     combo = [r for r in rows if r.size == size and r.layer == TARGET["layer"] and r.times]
     naive = [r for r in combo if r.method == NAIVE]
-    engine = [r for r in combo if r.method != NAIVE]
+    engine = [r for r in combo if r.method not in (NAIVE, DEFAULT)]
+    default = [r for r in combo if r.method == DEFAULT]
     if not naive or not engine:
         return None
     best = min(engine, key=lambda r: r.ms)
-    met = best.speedup >= TARGET["speedup"] and best.ms <= TARGET["ms"]
-    return {"size": size, "layer": TARGET["layer"], "best": f"{best.method} {best.precision}",
-            "best_ms": round(best.ms, 2), "naive_ms": round(naive[0].ms, 2),
-            "speedup": round(best.speedup, 2), "target_speedup": TARGET["speedup"],
-            "target_ms": TARGET["ms"], "met": bool(met)}
+    goal = {"size": size, "layer": TARGET["layer"], "naive_ms": round(naive[0].ms, 2),
+            "best": f"{best.method} {best.precision}", "best_ms": round(best.ms, 2),
+            "best_speedup": round(best.speedup, 2), "target_best": TARGET["best"],
+            "target_default": TARGET["default"]}
+    met = best.speedup >= TARGET["best"]
+    if default:
+        d = default[0]
+        goal |= {"default": d.note, "default_ms": round(d.ms, 2), "default_speedup": round(d.speedup, 2)}
+        met = met and d.speedup >= TARGET["default"]
+    return goal | {"met": bool(met and bool(default))}
+
+
+def describe_goal(goal: dict) -> str:
+    default = (f"the default ({goal['default']}) {goal['default_ms']:.1f} ms = {goal['default_speedup']:.2f}x"
+               if "default" in goal else "the default was not timed")
+    return (f"target {goal['size']} {goal['layer']}: naive {goal['naive_ms']:.1f} ms; {default} "
+            f"(wanted >= {goal['target_default']}x); fastest {goal['best']} {goal['best_ms']:.1f} ms = "
+            f"{goal['best_speedup']:.2f}x (wanted >= {goal['target_best']}x) -> {'met' if goal['met'] else 'NOT met'}")
 
 
 def markdown(rows: list[Row], facts: dict, meta: dict, goal: dict | None) -> str:
@@ -82,10 +98,7 @@ def markdown(rows: list[Row], facts: dict, meta: dict, goal: dict | None) -> str
             lines.append(f"| {r.size} | {r.layer} ({r.depth}) | {r.method} | {r.precision} | – | – | – | – "
                          f"| {r.gflop:.2f} | – | {r.note} |")
     if goal:
-        lines += ["", f"Target ({goal['size']}, {goal['layer']}): best is {goal['best']} at "
-                      f"{goal['best_ms']:.1f} ms vs naive {goal['naive_ms']:.1f} ms = "
-                      f"{goal['speedup']:.2f}x (wanted >= {goal['target_speedup']}x and <= "
-                      f"{goal['target_ms']:.0f} ms): {'met' if goal['met'] else 'NOT met'}."]
+        lines += ["", describe_goal(goal)[0].upper() + describe_goal(goal)[1:] + "."]
     return "\n".join(lines) + "\n"
 
 
@@ -121,7 +134,8 @@ def plot(rows: list[Row], path: Path, title: str) -> None:
     axes[0].legend(fontsize=8, ncol=len(methods))
     axes[0].grid(axis="y", which="both", alpha=0.3)
     axes[1].axhline(1.0, color="grey", lw=0.8)
-    axes[1].axhline(TARGET["speedup"], color="red", lw=0.8, ls="--", label=f"target {TARGET['speedup']}x")
+    axes[1].axhline(TARGET["best"], color="red", lw=0.8, ls="--", label=f"target, fastest {TARGET['best']}x")
+    axes[1].axhline(TARGET["default"], color="orange", lw=0.8, ls="--", label=f"target, default {TARGET['default']}x")
     axes[1].set_ylabel("speed-up vs naive (same run)")
     axes[1].set_xticks(xs, labels, fontsize=8)
     axes[1].legend(fontsize=8)

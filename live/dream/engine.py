@@ -147,6 +147,14 @@ class DreamEngine:
             return step.compiled or step.error is not None
         return True
 
+    def settled(self) -> bool:
+        """Ready, and not in the middle of auto's trial: the speed measured now is the speed
+        this size will dream at (what adaptive quality may judge it by)."""
+        step = self._ensure_step()
+        if isinstance(step, StepPool):
+            return step.decided(tuple(self.size))
+        return self.ready()
+
     def wait_ready(self, timeout: float | None = None) -> bool:
         """Block until the current size's step is built (tools and tests, never the live dream)."""
         step = self._ensure_step()
@@ -155,6 +163,13 @@ class DreamEngine:
         if hasattr(step, "wait"):
             step.wait(timeout)
         return self.ready()
+
+    def current_step(self) -> backends.Step:
+        """The step object that runs at the current size (tools: where it runs)."""
+        step = self._ensure_step()
+        if isinstance(step, StepPool):
+            return step.current(tuple(self.size)) or self._torch_step
+        return step
 
     @property
     def running(self) -> str:

@@ -76,8 +76,9 @@ def test_auto_decides_once_and_the_next_engine_reads_the_decision(backbone, phot
             first.dream(photo)
             ran.add(first.running)
         assert ran == {"torch", "openvino", "onnx"}          # every candidate dreamed real frames
-        assert first._step.decided(SIZE) and first.running == "onnx"   # the cheapest by the meter
+        assert first._step.decided(SIZE)
         first.dream(photo)
+        assert first.running == "onnx"                       # the cheapest by the meter
         assert first.info["backend"] == "onnx" and first.info["setting"] == "auto"
     finally:
         first.close()
@@ -99,7 +100,7 @@ def test_a_trial_on_a_busy_machine_holds_for_this_run_only(backbone, photo, open
         assert eng.wait_ready(timeout=600)
         for _ in range(2 * 2 * 3 + 1):
             eng.dream(photo)
-        assert eng._step.decided(SIZE) and eng.running == "onnx"
+        assert eng._step.decided(SIZE) and eng.running == "onnx"  # used, but not written down
     finally:
         eng.close()
     assert not auto.Decisions().path.exists()

@@ -8,6 +8,7 @@ import os
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
+import json
 import subprocess
 import sys
 import threading
@@ -19,7 +20,7 @@ import numpy as np
 import pygame
 import pytest
 
-from conftest import read_video, engine_factory, feed, small_config, wait_for
+from conftest import SMALL, read_video, engine_factory, feed, small_config, wait_for
 from live import config, controls
 from live.__main__ import main
 from live.adaptive import AdaptiveSize, adaptive_ladder
@@ -239,6 +240,40 @@ def test_adaptive_size_steps_down_and_back_up():
     assert sizes[3:] == [(224, 168), (256, 192), (320, 240)]
     off = AdaptiveSize((320, 240), target=8.0, enabled=False)
     assert all(off.update(1.0, now=1000.0 + i) is None for i in range(10))
+
+
+def test_adaptive_only_moves_to_a_size_whose_step_is_ready():
+    """A size whose fast step is still being built would dream with the slower stand-in."""
+    ad = AdaptiveSize((320, 240), target=8.0, settle_seconds=1.0, window=3)
+    built = {(320, 240)}
+    t, moves = 100.0, []
+    for i in range(40):
+        if i == 20:
+            built.add((256, 192))                           # its export has finished
+        t += 0.5
+        new = ad.update(4.0, now=t, ready=lambda size: size in built)
+        if new:
+            moves.append((i, new))
+    assert [m for _, m in moves] == [(256, 192)] and moves[0][0] >= 20
+
+
+def test_stats_file_has_the_session_figures(tmp_path):
+    """--stats (DESIGN.md): the contract's keys at exit; a headless run has no display figures."""
+    from live.stats import STATS_KEYS
+    src = tmp_path / "scene.png"
+    cv2.imwrite(str(src), cv2.cvtColor(natural_image(160, 120), cv2.COLOR_RGB2BGR))
+    small = [a for s in SMALL for a in ("--set", s)]
+    headless, window = tmp_path / "headless.json", tmp_path / "out" / "window.json"
+    assert main(["--source", str(src), "--headless", "--frames", "3", "--record", str(tmp_path / "a.mp4"),
+                 "--stats", str(headless), *small]) == 0
+    assert main(["--source", str(src), "--window", "--seconds", "1", "--stats", str(window), *small]) == 0
+    for path, display in ((headless, False), (window, True)):
+        figures = json.loads(path.read_text())
+        assert list(figures)[:len(STATS_KEYS)] == list(STATS_KEYS)
+        assert figures["backend"] == "torch" and figures["precision"] == "fp32"
+        assert figures["working_size"] == [96, 72] and figures["dream_steps_per_second"] > 0
+        assert (figures["display_fps"] is not None) == display and (figures["latency_ms_p95"] is None) != display
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["window.json"]  # no partial file left
 
 
 # -- whole runs ---------------------------------------------------------------------------

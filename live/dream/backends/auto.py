@@ -17,7 +17,6 @@ import threading
 import time
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch

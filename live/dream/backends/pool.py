@@ -21,7 +21,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -39,6 +38,8 @@ EAGER = "torch"
 Size = tuple[int, int]
 Build = Callable[[Backbone, DreamStep, "StepPool", str, Size], Step]
 _CHILDREN: set[subprocess.Popen] = set()
+_BUILDERS: set[threading.Thread] = set()
+JOIN_SECONDS = 30.0   # at most this long for a builder inside a compile call to come back at the end
 
 
 class Cancelled(Exception):
@@ -47,9 +48,13 @@ class Cancelled(Exception):
 
 @atexit.register
 def _end_children() -> None:
+    """No child outlives us, and no builder thread is inside ONNX Runtime or OpenVINO when
+    the interpreter tears down (that aborts the process: exit code 134 instead of 0)."""
     for proc in list(_CHILDREN):
         if proc.poll() is None:
             proc.kill()
+    for thread in list(_BUILDERS):
+        thread.join(JOIN_SECONDS)
 
 
 def run_child(job: dict, started: Callable[[subprocess.Popen], None] = lambda p: None) -> dict:
@@ -89,6 +94,15 @@ def build_step(backbone: Backbone, eager: DreamStep, pool: "StepPool", name: str
         else:
             mod.prepare(backbone, eager, pool.layer, pool.objective, size, pool.grad_norm)
     return mod.load(path, backbone.device)
+
+
+def warm_up(step: Step, size: Size, device: torch.device) -> None:
+    """One step on a blank picture here, in the builder: a runtime's first run allocates
+    and initialises its kernels (measured: 1.3 s for ONNX Runtime under load), which would
+    otherwise stall the first dream it runs."""
+    w, h = size
+    with torch.no_grad():
+        step(torch.zeros(1, 3, h, w, device=device), 0.0)
 
 
 class StepPool:
@@ -137,6 +151,7 @@ class StepPool:
             self._building[size] = names
             if self.background and (self._thread is None or not self._thread.is_alive()):
                 self._thread = threading.Thread(target=self._builder, name="dream-build", daemon=True)
+                _BUILDERS.add(self._thread)
                 self._thread.start()
             self._cond.notify_all()
         if not self.background:
@@ -153,21 +168,27 @@ class StepPool:
         return (choice,) if choice in self.names else ()
 
     def _builder(self) -> None:
-        while True:
-            with self._cond:
-                todo = [(s, n) for s, n in self._building.items() if n]
-                if not todo or self._closed:
-                    self._thread = None
-                    return
-                size, names = todo[0]
-                self._building[size] = ()  # taken: in progress
-            self._build_size(size, names)
+        try:
+            while True:
+                with self._cond:
+                    todo = [(s, n) for s, n in self._building.items() if n]
+                    if not todo or self._closed:
+                        self._thread = None
+                        return
+                    size, names = todo[0]
+                    self._building[size] = ()  # taken: in progress
+                self._build_size(size, names)
+        finally:
+            _BUILDERS.discard(threading.current_thread())
 
     def _build_size(self, size: Size, names: tuple[str, ...]) -> None:
         built: list[str] = []
         for name in names:
+            if self._closed:
+                return
             try:
                 step = self._build(self.backbone, self.eager, self, name, size)
+                warm_up(step, size, self.backbone.device)
             except Cancelled:
                 with self._cond:  # paused: forget the size, a later want() builds it again
                     self._steps.pop(size, None)
@@ -191,7 +212,7 @@ class StepPool:
         with self._cond:
             if size not in self._decided:
                 if self.auto and built:
-                    self._trials[size] = Trial((EAGER, *built), self._meter)
+                    self._trials[size] = Trial((*built, EAGER), self._meter)  # fast ones first
                 else:
                     self._decided[size] = built[0] if built else EAGER
             self._building.pop(size, None)
@@ -219,6 +240,11 @@ class StepPool:
         with self._cond:
             return self._cond.wait_for(lambda: size not in self._building, timeout)
 
+    def current(self, size: Size) -> Step | None:
+        """The step that runs at `size` now (None: the eager one)."""
+        with self._cond:
+            return self._steps.get(size, {}).get(self._decided.get(size, EAGER))
+
     def building(self) -> list[Size]:
         with self._cond:
             return list(self._building)
@@ -235,9 +261,13 @@ class StepPool:
             child.kill()
 
     def close(self) -> None:
+        """Stop building and wait for a builder inside a compile call to come back."""
         with self._cond:
             self._closed = True
+            thread = self._thread
         self.pause()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(JOIN_SECONDS)
         with self._cond:
             self._steps.clear()
 
