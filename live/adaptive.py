@@ -45,6 +45,7 @@ class AdaptiveSize:
         self.headroom = headroom          # stepping up needs the larger size to beat target * headroom
         self.warmup = warmup              # the first steps at a new size are slow (kernel set-up)
         self.level = 0
+        self.deepest = 0                  # the smallest size (largest level) used so far
         self.floor = 0                    # largest size allowed (raised after CUDA out of memory)
         self._skip = 0
         self._rates: deque[float] = deque(maxlen=window)
@@ -70,6 +71,7 @@ class AdaptiveSize:
         if self.level >= len(self.ladder) - 1:
             return None
         self.level += 1
+        self.deepest = max(self.deepest, self.level)
         self.floor = self.level
         self._rates.clear()
         self._changed = None
@@ -101,6 +103,7 @@ class AdaptiveSize:
         if new == self.level or not ready(self.ladder[new]):
             return None
         self.level = new
+        self.deepest = max(self.deepest, new)
         self._rates.clear()
         self._changed = now
         self._skip = self.warmup

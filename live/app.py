@@ -151,5 +151,6 @@ class App:
             "backend": info.get("backend"), "precision": info.get("precision"),
             "seconds": round(seconds, 2), "dream_steps": d.steps,
             "first_dream_seconds": round(first - STARTED, 2) if first is not None else None,
+            "working_size_smallest": list(d.adaptive.ladder[min(d.adaptive.deepest, len(d.adaptive.ladder) - 1)]),
             "adaptive_level": d.adaptive.level, "dream_faults": d.faults,
         }

@@ -36,7 +36,9 @@ def hud_lines(state: State, stats: Stats, dream: Dream | None, source: str, adap
         f"dream {rate:.1f} steps/s   {ms:.0f} ms/step   {size}" + (f" (adaptive -{adaptive_level})" if adaptive_level else ""),
         f"layer {s.layer}   objective {s.objective}",
         f"strength {s.strength:.4f}   blend {s.blend:.2f}   preset {s.preset_name}",
-        f"backend {info.get('backend', '-')}   device {info.get('device', '-')}   precision {info.get('precision', '-')}",
+        f"backend {info.get('backend', '-')}{' (auto)' if info.get('setting') == 'auto' else ''}   "
+        f"device {info.get('device', '-')}   precision {info.get('precision', '-')}"
+        + (f"   building {info['building']}" if info.get("building") else ""),
         f"source {source}" + (f"   [{' '.join(flags)}]" if flags else ""),
     )
 
