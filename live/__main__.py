@@ -7,6 +7,13 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # keep the console to our own lines
+# OpenMP's default wait policy keeps idle threads spinning. In the installation the dream
+# shares two cores with the renderer, the capture and the export child, and torch's
+# two-thread step then collapsed (119 ms -> 1520 ms under load; 182 -> 139 ms with one busy
+# process beside it); passive threads sleep instead. It costs a lone torch step (42 -> 77 ms
+# on a quiet machine), so only the installation sets it, and the tools (alone on the
+# machine) keep OpenMP's default. Read once, when torch loads: it must come first.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
 import logging

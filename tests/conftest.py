@@ -19,8 +19,6 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 _CACHE = tempfile.mkdtemp(prefix="dreamcam-test-cache-")
 os.environ["XDG_CACHE_HOME"] = _CACHE  # before anything reads it
 
-import live  # noqa: F401  (the process environment, before torch loads)
-
 import cv2
 import numpy as np
 import pytest

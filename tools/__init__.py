@@ -1,1 +1,0 @@
-import live  # noqa: F401  (the process environment, before any tool imports torch)

@@ -127,7 +127,9 @@ def test_new_export_prunes_stale_versions_of_the_same_step(tmp_path):
     keep = tmp_path / "efficientnet_lite0_blocks.10_amplify_160x120_mean-aaaaaaaaaaaa.onnx"
     stale = tmp_path / "efficientnet_lite0_blocks.10_amplify_160x120_mean-bbbbbbbbbbbb.onnx"
     other = tmp_path / "efficientnet_lite0_blocks.10_amplify_320x240_mean-cccccccccccc.onnx"
-    for p in (keep, stale, other):
+    stamps = [p.with_name(f"{p.stem}.openvino-2026.4.1-CPU.ok") for p in (keep, stale)]  # openvino's checks
+    for p in (keep, stale, other, *stamps):
         p.write_bytes(b"x")
     cache.prune_stale(keep)
     assert keep.exists() and other.exists() and not stale.exists()
+    assert stamps[0].exists() and not stamps[1].exists()

@@ -17,7 +17,7 @@ import torch
 
 from models import Backbone
 
-EXPORT_VERSION = 3  # bump whenever the trace or its rewrites change the exported graph
+EXPORT_VERSION = 4  # bump whenever the trace or its rewrites change the exported graph
 
 
 def cache_dir(kind: str) -> Path:
@@ -58,8 +58,11 @@ def cached_file(kind: str, suffix: str, backbone: Backbone, layer: str, objectiv
 
 def prune_stale(path: Path) -> None:
     """Drop cached files of the same step made by older code or weights (same readable
-    name, other hash): they can never be hit again and are megabytes each."""
-    stem = path.stem.rsplit("-", 1)[0]
-    for old in path.parent.glob(f"{glob_escape(stem)}-*{path.suffix}"):
-        if old != path and old.stem.rsplit("-", 1)[0] == stem:
+    name, other hash), and what was kept beside them (validation stamps): they can never
+    be hit again and are megabytes each."""
+    slug, digest = path.stem.rsplit("-", 1)
+    pattern = re.compile(re.escape(slug) + r"-([0-9a-f]{12})\.")
+    for old in path.parent.glob(f"{glob_escape(slug)}-*"):
+        match = pattern.match(old.name)
+        if match and match.group(1) != digest:
             old.unlink(missing_ok=True)

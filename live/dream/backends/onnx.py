@@ -35,9 +35,20 @@ def export_graph(gm: torch.fx.GraphModule, size: tuple[int, int], device: torch.
     args = (torch.rand(1, 3, h, w, device=device), torch.tensor(EXAMPLE_STRENGTH, device=device))
     with _quiet():
         program = torch.onnx.export(gm, args, dynamo=True, opset_version=OPSET, input_names=list(INPUTS),
-                                    output_names=[OUTPUT], optimize=True, external_data=False, verbose=False)
+                                    output_names=[OUTPUT], optimize=True, external_data=False, verbose=False,
+                                    custom_translation_table=_translations())
     with atomic(path) as tmp:
         program.save(str(tmp), external_data=False)
+
+
+def _translations() -> dict:
+    """Our traced graph's own ops (trace.py) -> ONNX: the whole bilinear resize is a Resize."""
+    from onnxscript.function_libs.torch_lib.ops.nn import aten_upsample_bilinear2d
+
+    def upsample_bilinear(x, h: int, w: int):
+        return aten_upsample_bilinear2d(x, [h, w], False)
+
+    return {torch.ops.dreamcam.upsample_bilinear.default: upsample_bilinear}
 
 
 @contextmanager
