@@ -48,8 +48,8 @@ def _compile(backbone: Backbone, step: DreamStep, spec: StepSpec) -> Step:
 
 Factory = Callable[[Backbone, DreamStep, StepSpec], Step]
 BACKENDS: dict[str, Factory] = {"torch": _torch, "onnx": _onnx, "openvino": _openvino, "compile": _compile}
-PER_SIZE = frozenset({"onnx", "openvino", "compile"})  # graphs with the working size baked in
-EXPORTED = ("openvino", "onnx")  # run the ONNX export: built per size by pool.py
+EXPORTED = ("openvino", "onnx")  # run the ONNX export: the engine builds them per size in pool.py
+                                 # (the factories above build one at once, for tools)
 
 
 def exported_module(name: str):
