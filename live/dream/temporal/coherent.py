@@ -14,6 +14,7 @@ from ..images import resize_image, zoom
 from ..settings import AttractSettings, MotionSettings
 from .flow import FlowResult, FlowTracker, warp_image, zoom_flow
 from .motion import MotionResponse, MotionState
+from .overlay import DreamFrame
 
 
 def attract_input(frame: np.ndarray, previous: np.ndarray | None, weight: float, attract: AttractSettings) -> np.ndarray:
@@ -33,7 +34,9 @@ class TemporalDream:
     scales step size and carry, attract mode feeds the dream back with a zoom.
 
     `out, state = temporal(frame, dt)`; the renderer multiplies its blend by
-    `state.blend`, the app advances presets when `state.preset_due`."""
+    `state.blend`, the app advances presets when `state.preset_due`. `temporal.last`
+    is the same step as a `DreamFrame` (dream, the picture it was dreamed on, blend
+    multiplier) for `Overlay.compose`; None before the first step and after a reset."""
     engine: DreamEngine
     motion: MotionSettings = field(default_factory=MotionSettings)
     attract: AttractSettings = field(default_factory=AttractSettings)
@@ -41,6 +44,7 @@ class TemporalDream:
     def __post_init__(self) -> None:
         self.response = MotionResponse(self.motion, self.attract)
         self.state = MotionState()
+        self.last: DreamFrame | None = None
         self._track(self.engine.size)
 
     def _track(self, size: tuple[int, int]) -> None:
@@ -57,6 +61,7 @@ class TemporalDream:
         self.engine.reset()
         self.response.reset()
         self._track(self.engine.size)
+        self.last = None
 
     def __call__(self, frame: np.ndarray, dt: float) -> tuple[np.ndarray, MotionState]:
         """Dream one camera frame `dt` seconds after the previous one."""
@@ -89,6 +94,7 @@ class TemporalDream:
         out = self.engine.dream(base, flow=flow, gain=state.gain, carry=state.carry)
         self.previous = out
         self.state = state
+        self.last = DreamFrame(out, base, state.blend)
         return out, state
 
     def _denoise(self, small: np.ndarray, result: FlowResult | None, level: float) -> np.ndarray:
