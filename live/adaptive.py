@@ -3,20 +3,14 @@ compute budget) and steps down a ladder when the dream falls below its target ra
 back up when the larger size would meet it with headroom. Time is passed in."""
 from __future__ import annotations
 
-import math
 from collections import deque
 from typing import Callable
 
 import numpy as np
 
+from .dream.images import fit_aspect  # noqa: F401 - the working size's shape lives in the core
+
 ADAPTIVE_SCALES = (1.0, 0.8, 0.7, 0.5)  # 320x240 -> 256x192 -> 224x168 -> 160x120
-
-
-def fit_aspect(size: tuple[int, int], aspect: float) -> tuple[int, int]:
-    """The working size with `size`'s pixel count (the compute budget) and the picture's
-    aspect (width / height), each side a multiple of 8 and at least 32."""
-    w = math.sqrt(size[0] * size[1] * aspect)
-    return max(32, int(round(w / 8)) * 8), max(32, int(round(w / aspect / 8)) * 8)
 
 
 def adaptive_ladder(size: tuple[int, int], scales: tuple[float, ...] = ADAPTIVE_SCALES) -> list[tuple[int, int]]:

@@ -99,10 +99,11 @@ def stop_signals() -> Iterator[None]:
 def user_errors() -> tuple[type[Exception], ...]:
     """The exceptions that mean "the user asked for something impossible" (exit 2)."""
     from models import ModelError
+    from .dream.clip import ClipError
     from .dream.files import OutputError
     from .dream.objectives import ObjectiveError
     from .dream.settings import SettingsError
-    return UsageError, SettingsError, ModelError, ObjectiveError, OutputError
+    return UsageError, SettingsError, ModelError, ObjectiveError, OutputError, ClipError
 
 
 def fail(message: str) -> NoReturn:

@@ -4,7 +4,8 @@ layer contact sheets and endless-zoom videos.
     python -m tools.dream IN OUT [options]
 
 IN is a picture, `noise` or `clouds` (size from --size); OUT is a picture (.png/.jpg),
-or an .mp4 with --zoom-frames N. Ctrl+C keeps what is finished. Exit codes: 0 ok,
+or an .mp4 with --zoom-frames N. IN a video clip and OUT a video: every frame of the clip
+dreamed frame-exactly through the live pipeline (tools/dream_clip.py, its own --help). Ctrl+C keeps what is finished. Exit codes: 0 ok,
 2 bad arguments or files (one line on stderr), 1 unexpected failure, 130 interrupted."""
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from tqdm import tqdm
 
 import models
 from live.cli import PICTURE_MAX, Parser, UsageError, finite, parse_size, user_errors
+from live.dream.clip import is_clip
 from live.dream.clouds import clouds
 from live.dream.files import WriteError, atomic, check_output as check_writable
 from live.dream.images import noise, zoom
@@ -272,7 +274,19 @@ def load_model(name: str, device: str) -> models.Backbone:
     return models.load(name, device)
 
 
+def clip_job(argv: Sequence[str] | None) -> bool:
+    """Is IN a video clip (then tools/dream_clip.py renders it, with its own flags)?"""
+    try:
+        known, _ = build_parser().parse_known_args(argv)
+    except UsageError:
+        return False
+    return is_clip(known.input)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    if clip_job(argv):
+        from .dream_clip import main as clip_main
+        return clip_main(argv)
     try:
         args = build_parser().parse_args(argv)
     except UsageError as exc:

@@ -3,10 +3,19 @@ the endless-zoom feedback, and the start pictures made from nothing (noise, a 1/
 "natural" picture). One copy of each, shared by the live dreamer and the offline tools."""
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+
+def fit_aspect(size: tuple[int, int], aspect: float) -> tuple[int, int]:
+    """The working size with `size`'s pixel count (the compute budget) and the picture's
+    aspect (width / height), each side a multiple of 8 and at least 32."""
+    w = math.sqrt(size[0] * size[1] * aspect)
+    return max(32, int(round(w / 8)) * 8), max(32, int(round(w / aspect / 8)) * 8)
 
 
 def resize_image(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
