@@ -51,7 +51,7 @@ class App:
         self.plan = plan_source(source if source is not None else cfg.source.source, cfg.source)
         self.backbone = backbone or models.load(cfg.dream.model, cfg.dream.device)
         check_presets(cfg, self.backbone)
-        self.state = State.from_config(cfg)
+        self.state = State.from_config(cfg, camera=self.plan.is_camera)
         self.commands = Commands(self.state, self.check_objective)   # keys, OSC, MIDI and the web
         self.remotes = Remotes(cfg, self.commands)
         self.capture = Capture(self.plan, cfg.source.reconnect_seconds)

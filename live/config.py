@@ -43,9 +43,15 @@ class RenderConfig:
     blend: float = bounded(0.85, 0.0, 1.0)        # 0 = live picture, 1 = pure dream
     crossfade: bool = True                        # interpolate between dream frames
     scale: str = choice("fill", "fill", "letterbox")
-    mirror: bool = True
+    mirror: bool | str = choice("auto", "auto", True, False)   # auto: cameras only (files, pictures, clouds as they are)
     hud: bool = False
     fps: int = bounded(60, 5, 240)
+
+
+def mirrored(mirror: bool | str, camera: bool) -> bool:
+    """render.mirror for a source: `auto` mirrors cameras (people see themselves as in a
+    mirror) and never files, pictures or clouds (text and scenes stay the right way round)."""
+    return camera if mirror == "auto" else bool(mirror)
 
 
 @dataclass(frozen=True)

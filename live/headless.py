@@ -82,7 +82,11 @@ def run_headless(app: App, frames: int | None, record: str | Path, png: str | Pa
     """The same pipeline without a window: one video frame per dream step (each frame
     waits for its dream), blended as on screen, until `frames` are written (None: no
     limit) or `seconds` have passed. Ctrl+C / SIGTERM finish the file; a write that fails
-    ends the run with one line and exit code 1. Returns the exit code."""
+    ends the run with one line and exit code 1. Returns the exit code. A video file is
+    recorded frame-exactly instead (headless_clip.py)."""
+    if app.plan.video is not None:
+        from .headless_clip import run_clip
+        return run_clip(app, frames, record, png, seconds)
     size = (app.cfg.render.width, app.cfg.render.height)
     expected = frames if frames is not None else round(seconds * RECORD_FPS) if seconds else None
     video = VideoWriter(record, RECORD_FPS, size, what="--record", frames=expected)

@@ -190,6 +190,7 @@ class SourcePlan:
     description: str
     is_camera: bool
     auto: bool = False
+    video: Path | None = None   # a video file: headless recordings dream it frame by frame
 
 
 def plan_source(spec: str, cfg: SourceConfig) -> SourcePlan:
@@ -206,4 +207,4 @@ def plan_source(spec: str, cfg: SourceConfig) -> SourcePlan:
         ImageSource(path, cfg.fps)  # fail now, with one line, if it cannot be read
         return SourcePlan(lambda: ImageSource(path, cfg.fps), path.name, is_camera=False)
     VideoSource(path, cfg.loop).close()
-    return SourcePlan(lambda: VideoSource(path, cfg.loop), path.name, is_camera=False)
+    return SourcePlan(lambda: VideoSource(path, cfg.loop), path.name, is_camera=False, video=path)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import models
-from .config import Config, Preset
+from .config import Config, Preset, mirrored
 
 log = logging.getLogger(__name__)
 
@@ -85,11 +85,12 @@ class State:
             self.preset_time = self.clock()
 
     @classmethod
-    def from_config(cls, cfg: Config, clock: Callable[[], float] = time.monotonic) -> "State":
+    def from_config(cls, cfg: Config, clock: Callable[[], float] = time.monotonic, camera: bool = True) -> "State":
+        """The state at start; `camera`: the source is a camera (render.mirror = auto mirrors it)."""
         d, r, k = cfg.dream, cfg.render, cfg.kiosk
         return cls(layers=models.layers_of(d.model), presets=cfg.presets, layer=d.layer, clock=clock,
                    objective=d.objective, strength=d.strength, blend=r.blend, zoom=d.zoom,
-                   mirror=r.mirror, crossfade=r.crossfade, scale=r.scale, hud=r.hud,
+                   mirror=mirrored(r.mirror, camera), crossfade=r.crossfade, scale=r.scale, hud=r.hud,
                    fullscreen=r.fullscreen, kiosk=k.enabled, snapshots_allowed=(not k.enabled or k.snapshots))
 
     # -- snapshots for the readers --------------------------------------------------------

@@ -81,6 +81,25 @@ def write_clip(path: Path, frames: int = 12, size: tuple[int, int] = (64, 48), f
     return Path(path)
 
 
+def numbered_frame(i: int, size: tuple[int, int] = (96, 72), bits: int = 7) -> np.ndarray:
+    """Frame i of a clip whose frames can be told apart after dreaming: a picture with a
+    strip of `bits` bars across its top third, white where i has a 1 bit, black where 0
+    (left to right, so a mirrored frame reads as another number)."""
+    w, h = size
+    img = natural_picture(w, h, seed=3)
+    bar = w // bits
+    for k in range(bits):
+        img[:h // 3, k * bar:(k + 1) * bar] = 255 if (i >> k) & 1 else 0
+    return img
+
+
+def nearest_frames(outs: list[np.ndarray], ins: list[np.ndarray]) -> list[int]:
+    """For each output frame, the input frame whose bar strip (numbered_frame) it is closest to."""
+    def strip(img: np.ndarray) -> np.ndarray:
+        return img[2:img.shape[0] // 3 - 2].astype(np.float32)
+    return [int(np.argmin([np.abs(strip(o) - strip(i)).mean() for i in ins])) for o in outs]
+
+
 def read_video(path: Path) -> list[np.ndarray]:
     """Every frame a video file gives (BGR), in order."""
     cap = cv2.VideoCapture(str(path))

@@ -136,13 +136,14 @@ def frames_to_write(info: ClipInfo, limit: int | None) -> int | None:
     return limit or info.frames or None
 
 
-def dream_clip(reader: ClipReader, dreamer: ClipDreamer, out: str | Path, limit: int | None = None,
+def dream_clip(reader: ClipReader, dreamer: Callable[[np.ndarray, float | None], np.ndarray], out: str | Path, limit: int | None = None,
                what: str = "OUT", on_frame: Callable[[int], None] | None = None,
                blend: Callable[[], float] | None = None, keep_going: Callable[[], bool] | None = None) -> int:
     """Dream the clip into `out` at its frame rate and size, with its sound. `limit`: at
     most this many frames; `blend()` gives the operator's blend per frame (a remote may
     change it); `keep_going()` false stops early. Ctrl+C (or any error) keeps the frames
-    finished so far as a playable video (VideoWriter). Returns the frames written."""
+    finished so far as a playable video (VideoWriter). `dreamer(frame, blend)` is a
+    ClipDreamer (or one wrapped by the caller). Returns the frames written."""
     info = reader.info
     written = 0
     with VideoWriter(out, info.fps, info.size, what=what, frames=frames_to_write(info, limit),

@@ -1,0 +1,45 @@
+"""A video file recorded headless is frame-exact (every frame in order, at the file's rate
+and size, no mirror, no crop), and render.mirror = "auto" mirrors cameras only."""
+from __future__ import annotations
+
+import av
+import pytest
+
+from conftest import SMALL, nearest_frames, numbered_frame, read_video, small_config, write_clip
+from live.__main__ import main
+from live.app import App
+from live.config import ConfigError
+from live.state import State
+
+
+def test_headless_recording_of_a_file_is_frame_exact(tmp_path):
+    clip = write_clip(tmp_path / "coded.avi", frames=16, size=(96, 72), fps=10, picture=numbered_frame)
+    out = tmp_path / "rec.mp4"
+    small = [a for s in SMALL for a in ("--set", s)]   # render 160x120: the recording keeps the file's 96x72
+    assert main(["--source", str(clip), "--headless", "--frames", "40", "--record", str(out), "--log-file", "",
+                 *small]) == 0
+    outs = read_video(out)
+    assert len(outs) == 16 and outs[0].shape == (72, 96, 3)      # the whole file once, its size
+    with av.open(str(out)) as c:
+        assert c.streams.video[0].average_rate == 10
+    assert nearest_frames(outs, read_video(clip)) == list(range(16))   # frame i from frame i, not mirrored
+
+
+@pytest.mark.parametrize("setting, camera, mirrored", [
+    ("auto", True, True), ("auto", False, False), ("true", False, True), ("false", True, False)])
+def test_mirror_auto_mirrors_cameras_only(setting, camera, mirrored):
+    state = State.from_config(small_config(f"render.mirror={setting}"), camera=camera)
+    assert state.view().mirror is mirrored
+
+
+def test_mirror_is_auto_by_default_and_files_are_not_mirrored(tmp_path, backbone):
+    assert small_config().render.mirror == "auto"
+    with pytest.raises(ConfigError, match="render.mirror"):
+        small_config('render.mirror="sometimes"')
+    clip = write_clip(tmp_path / "c.mp4", frames=3, size=(64, 48))
+    for source in (str(clip), "clouds"):
+        app = App(small_config(), source, backbone=backbone)
+        try:
+            assert app.state.view().mirror is False
+        finally:
+            app.stop()
