@@ -2,6 +2,7 @@
 the dream flow with a moving one?
 
     python -m tools.coherence [--image PHOTO] [--frames 48] [--out docs/coherence]
+    python -m tools.coherence --clip FILE [--dreamed A.mp4 --dreamed B.mp4] (tools/clip_report.py)
 
 Still scene (a textured picture plus Gaussian sensor noise, new noise every frame):
   strength = mean |out - in| after warm-up (how visible the dream is),
@@ -35,6 +36,7 @@ from live.dream import DreamEngine
 from live.dream.images import natural_picture
 from live.dream.temporal.coherent import TemporalDream
 from live.dream.temporal.flow import PRESETS, warp_image
+from . import clip_report
 
 log = logging.getLogger("coherence")
 
@@ -245,7 +247,7 @@ def build_parser() -> Parser:
     ap.add_argument("--size", type=size, default=(320, 240), help="working size WxH (default 320x240)")
     ap.add_argument("--capture", type=size, default=(640, 480), help="camera size the noise is added at")
     ap.add_argument("--noise", type=finite, default=3.0, help="sensor noise sigma, grey levels at capture size")
-    ap.add_argument("--frames", type=int, default=48, help="frames per scene and mode")
+    ap.add_argument("--frames", type=int, default=None, help="frames per scene and mode (48); --clip: the first N (all)")
     ap.add_argument("--warm", type=int, default=24, help="frames of warm-up before measuring")
     ap.add_argument("--speed", type=finite_pair, default=(2.4, 0.7), help="pan speed dx,dy in working pixels per frame")
     ap.add_argument("--fps", type=positive, default=10.0, help="dream frames per second (for the motion response)")
@@ -258,6 +260,13 @@ def build_parser() -> Parser:
     ap.add_argument("--tag", default="", help="suffix for output file names")
     ap.add_argument("--attract", action="store_true", help="also run the idle attract-mode demo")
     ap.add_argument("--attract-only", action="store_true", help="only the attract-mode demo")
+    g = ap.add_argument_group("real footage (tools/clip_report.py)")
+    g.add_argument("--clip", metavar="FILE", help="measure the dream on this video: strength and flicker on its "
+                   "still part, strength on moving pixels, warp error (dreams it now unless --dreamed)")
+    g.add_argument("--dreamed", action="append", default=[], metavar="VIDEO",
+                   help="a video made from --clip (tools.dream CLIP OUT) to measure instead (repeatable)")
+    g.add_argument("--labels", help="names for the --dreamed videos, comma-separated (e.g. today,new)")
+    g.add_argument("--sheet-frames", metavar="T,T,...", help="frames for a contact sheet input | each video | masks")
     return ap
 
 
@@ -314,6 +323,11 @@ def write_sheets(outs_still: dict, pan: dict, args: argparse.Namespace, out: Pat
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.clip:
+        return clip_report.run(args)
+    if args.dreamed or args.sheet_frames:
+        raise UsageError("--dreamed and --sheet-frames go with --clip FILE")
+    args.frames = 48 if args.frames is None else args.frames
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     bad = [m for m in modes if m not in MODES]
     if bad:

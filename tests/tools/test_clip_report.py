@@ -1,0 +1,40 @@
+"""tools.coherence --clip: the measures on real footage mean what they say, on clips
+written here (the same video measures zero, a brightened copy measures its offset, the
+masks find the moving square and the still background) and the pictures are written."""
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import write_clip
+from live.dream.images import natural_picture
+from tools.coherence import main
+
+BG = natural_picture(96, 72, seed=5)
+
+
+def walker(i: int, offset: int = 0) -> np.ndarray:
+    img = BG.astype(np.int32) + offset
+    img[24:48, 8 + 3 * i:24 + 3 * i] = (230, 40, 40)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def test_clip_report_measures_strength_flicker_and_masks(tmp_path):
+    clip = write_clip(tmp_path / "walk.avi", frames=24, size=(96, 72), fps=10, picture=walker)
+    bright = write_clip(tmp_path / "bright.avi", frames=24, size=(96, 72), fps=10,
+                        picture=lambda i: walker(i, offset=20))
+    out = tmp_path / "report"
+    assert main(["--clip", str(clip), "--dreamed", str(clip), "--dreamed", str(bright), "--labels", "same,bright",
+                 "--sheet-frames", "12", "--warm", "4", "--out", str(out)]) == 0
+    report = json.loads((out / "clip.json").read_text())
+    res, cover = report["results"], report["coverage"]
+    assert res["same"]["strength"] == 0.0 and res["same"]["warp_x_input"] == pytest.approx(1.0)
+    assert res["bright"]["strength_still"] == pytest.approx(20, abs=3)
+    assert res["bright"]["flicker_still_x_input"] == pytest.approx(1.0, abs=0.5)
+    assert 0.2 < cover["still"] < 0.95 and 0.0 < cover["moving"] < 0.3
+    assert cv2.imread(str(out / "clip.png")) is not None
+    sheet = cv2.imread(str(out / "clip_sheet.jpg"))
+    assert sheet is not None and sheet.shape[1] > 4 * 96      # input | same | bright | masks
