@@ -276,8 +276,9 @@ def load_model(name: str, device: str) -> models.Backbone:
 
 def clip_job(argv: Sequence[str] | None) -> bool:
     """Is IN a video clip (then tools/dream_clip.py renders it, with its own flags)?"""
+    args = [a for a in (sys.argv[1:] if argv is None else argv) if a not in ("-h", "--help")]
     try:
-        known, _ = build_parser().parse_known_args(argv)
+        known, _ = build_parser().parse_known_args(args)
     except UsageError:
         return False
     return is_clip(known.input)

@@ -29,7 +29,7 @@ log = logging.getLogger("tools.dream")
 
 
 def build_parser() -> Parser:
-    p = Parser(prog="python -m tools.dream CLIP OUT.mp4", description=__doc__.split("\n\n")[0],
+    p = Parser(prog="python -m tools.dream", description=__doc__.split("\n\n")[0],
                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("clip", metavar="CLIP", help="video file to dream, every frame in order")
     p.add_argument("output", metavar="OUT", help=f"video ({', '.join(VIDEO_SUFFIXES)})")
