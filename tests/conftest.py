@@ -150,6 +150,26 @@ def file_size_limit(limit: int) -> Callable[[], None]:
     return limit_files
 
 
+def interrupt_when(args: list[str], pattern: str, cwd: Path, timeout: float = 120.0) -> tuple[int, str]:
+    """Run a command, send it Ctrl+C (SIGINT) once its stderr matches `pattern` (a progress
+    bar's count), and return its exit code and stderr."""
+    import re
+    import signal
+    import subprocess
+    proc = subprocess.Popen(args, cwd=cwd, stderr=subprocess.PIPE, text=True)
+    seen: list[str] = []
+    reader = threading.Thread(target=lambda: seen.extend(iter(lambda: proc.stderr.read(1), "")), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not re.search(pattern, "".join(seen)):
+        assert proc.poll() is None, "".join(seen)
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    code = proc.wait(timeout=60)
+    reader.join(timeout=5)
+    return code, "".join(seen)
+
+
 def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
     """Poll until `predicate()` holds; the timeout is only a safety net, never a measure."""
     end = time.monotonic() + timeout

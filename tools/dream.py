@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -293,18 +293,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"dream: error: {exc}", file=sys.stderr)
         return 2
+    return outcome(lambda: render(args), args)
+
+
+def render(args: argparse.Namespace) -> str:
+    job = job_from(args)
+    backbone = load_model(args.model, args.device)
+    if args.zoom_frames is not None:
+        render_zoom(backbone, job, args.output, args.zoom_frames, args.zoom, args.rotate, args.fps, args.quiet)
+    elif args.sheet:
+        render_sheet(backbone, job, args.output, args.quiet)
+    else:
+        render_still(backbone, job, args.output, args.quiet)
+    return ""
+
+
+def outcome(work: Callable[[], str], args: argparse.Namespace) -> int:
+    """Run a render (also the clip renderer's) and turn how it ended into one line and the
+    exit code: 0, 2 bad input, 1 a failed write or a crash, 130 Ctrl+C (what was finished
+    is kept). `work` returns what to add to the closing line."""
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     t0 = time.perf_counter()
     try:
-        job = job_from(args)
-        backbone = load_model(args.model, args.device)
-        if args.zoom_frames is not None:
-            render_zoom(backbone, job, args.output, args.zoom_frames, args.zoom, args.rotate, args.fps, args.quiet)
-        elif args.sheet:
-            render_sheet(backbone, job, args.output, args.quiet)
-        else:
-            render_still(backbone, job, args.output, args.quiet)
+        done = work()
     except user_errors() as exc:
         print(f"dream: error: {exc}", file=sys.stderr)
         return 2
@@ -320,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"dream: unexpected failure: {exc!r} (run with --verbose for details)", file=sys.stderr)
         return 1
     if not args.quiet:
-        print(f"wrote {args.output} in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+        print(f"wrote {args.output}{done} in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     return 0
 
 

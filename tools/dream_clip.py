@@ -12,18 +12,17 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import time
 from typing import Sequence
 
 from live import config
-from live.cli import Parser, UsageError, parse_size, positive_int, user_errors
+from live.cli import Parser, UsageError, parse_size, positive_int
 from live.dream import DreamEngine
 from live.dream.clip import ClipDreamer, ClipReader, dream_clip, frames_to_write, working_size
-from live.dream.files import WriteError, check_output
+from live.dream.files import check_output
 from live.dream.video import VIDEO_SUFFIXES
 from tqdm import tqdm
 
-from .dream import load_model
+from .dream import load_model, outcome
 
 log = logging.getLogger("tools.dream")
 
@@ -74,25 +73,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"dream: error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
-    t0 = time.perf_counter()
-    try:
-        written = render(args)
-    except user_errors() as exc:
-        print(f"dream: error: {exc}", file=sys.stderr)
-        return 2
-    except WriteError as exc:
-        print(f"dream: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"dream: interrupted; the frames finished are in {args.output}", file=sys.stderr)
-        return 130
-    except Exception as exc:  # noqa: BLE001 - the one place that turns crashes into exit 1
-        if args.verbose:
-            log.exception("unexpected failure")
-        print(f"dream: unexpected failure: {exc!r} (run with --verbose for details)", file=sys.stderr)
-        return 1
-    if not args.quiet:
-        print(f"wrote {args.output}: {written} frames in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
-    return 0
+    return outcome(lambda: f" ({render(args)} frames)", args)

@@ -3,12 +3,7 @@ here, with the real packaged network: every frame, in order, at the clip's rate 
 with its sound; bad input is one line and exit 2; Ctrl+C keeps a playable video."""
 from __future__ import annotations
 
-import re
-import signal
-import subprocess
 import sys
-import threading
-import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -16,7 +11,7 @@ import av
 import numpy as np
 import pytest
 
-from conftest import SMALL, nearest_frames, numbered_frame, read_video, write_clip, write_clip_with_sound
+from conftest import SMALL, interrupt_when, nearest_frames, numbered_frame, read_video, write_clip, write_clip_with_sound
 from live.dream.images import natural_picture
 from tools.dream import main
 
@@ -92,18 +87,8 @@ def test_ctrl_c_keeps_a_playable_partial_video(tmp_path):
     clip = write_clip(tmp_path / "long.mp4", frames=600, size=(64, 48), fps=25,
                       picture=lambda i: np.roll(natural_picture(64, 48, seed=2), i, axis=0))
     out = tmp_path / "out.mp4"
-    proc = subprocess.Popen([sys.executable, "-m", "tools.dream", str(clip), str(out), *SETS],
-                            cwd=ROOT, stderr=subprocess.PIPE, text=True)
-    seen: list[str] = []
-    reader = threading.Thread(target=lambda: seen.extend(iter(lambda: proc.stderr.read(1), "")), daemon=True)
-    reader.start()
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not re.search(r"\b(\d\d+)/600", "".join(seen)):
-        assert proc.poll() is None, "".join(seen)
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=60) == 130
-    reader.join(timeout=5)
-    assert "interrupted" in "".join(seen)
+    code, err = interrupt_when([sys.executable, "-m", "tools.dream", str(clip), str(out), *SETS],
+                               r"\b(\d\d+)/600", ROOT)
+    assert code == 130 and "interrupted" in err
     frames = read_video(out)
     assert 10 <= len(frames) < 600 and frames[0].shape == (48, 64, 3)

@@ -2,12 +2,8 @@
 themselves, with the real packaged network: every option does what it says."""
 from __future__ import annotations
 
-import re
-import signal
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import cv2
@@ -15,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import read_video
+from conftest import interrupt_when, read_video
 from live.dream import objectives as obj
 from live.dream.images import noise, to_tensor
 from live.dream.offline import Interrupted, OfflineSettings, Renderer, keep_colors, tile_spans, tiled_gradient
@@ -292,21 +288,11 @@ def test_ctrl_c_during_a_still_keeps_the_picture_so_far(backbone):
 
 def test_ctrl_c_finalises_the_partial_video(tmp_path):
     out = tmp_path / "zoom.mp4"
-    proc = subprocess.Popen(
+    code, err = interrupt_when(
         [sys.executable, "-m", "tools.dream", "clouds", str(out), "--size", "64x48", "--zoom-frames", "100000",
          "--layer", "blocks.2", "--octaves", "1", "--iterations", "1", "--frame-octaves", "1", "--frame-iterations", "1"],
-        cwd=ROOT, stderr=subprocess.PIPE, text=True)
-    seen: list[str] = []
-    reader = threading.Thread(target=lambda: seen.extend(iter(lambda: proc.stderr.read(1), "")), daemon=True)
-    reader.start()
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline and not re.search(r"\b([3-9]|\d\d+)/100000", "".join(seen)):
-        assert proc.poll() is None, "".join(seen)
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=30) == 130
-    reader.join(timeout=5)
-    assert "interrupted" in "".join(seen)
+        r"\b([3-9]|\d\d+)/100000", ROOT, timeout=90)
+    assert code == 130 and "interrupted" in err
     frames = read_video(out)
     assert len(frames) >= 3 and frames[0].shape == (48, 64, 3)
 
