@@ -200,17 +200,23 @@ class DreamEngine:
         self.residual = None
         self.velocity = None
 
-    def dream(self, frame: np.ndarray, flow: np.ndarray | None = None, *, gain: float = 1.0,
-              carry: float = 1.0) -> np.ndarray:
+    def dream(self, frame: np.ndarray, flow: np.ndarray | None = None, *, gain: float | np.ndarray = 1.0,
+              carry: float | np.ndarray = 1.0) -> np.ndarray:
         """One frame in (uint8 HxWx3 RGB, any size), one dream frame out at `size`.
         `flow` (working-size backward optical flow from the previous frame, see
         temporal/flow.py) moves the carried residual with the scene before it is added.
-        `gain` scales the strength and `carry` the decay for this frame only (motion
-        response), so the operator's settings stay as they are."""
+        `gain` scales the step and `carry` the decay for this frame only (motion
+        response), so the operator's settings stay as they are: numbers, or h x w maps
+        at working size (the local motion response). A gain map scales the step's change
+        outside the step itself: exported steps take one step size, and the step runs on
+        the jittered picture, where a per-pixel step size would land shifted."""
         t0 = time.perf_counter()
         base = to_tensor(frame, self.device, self.size)
-        start = self._carry(base, flow, carry)
-        x = self.run_steps(start, self.steps_per_frame, self.strength * gain)
+        start = self._carry(base, flow, self._map(carry))
+        scalar = np.isscalar(gain)
+        x = self.run_steps(start, self.steps_per_frame, self.strength * (float(gain) if scalar else 1.0))
+        if not scalar:
+            x = start + self._map(gain) * (x - start)
         if self.momentum > 0.0:
             x = self._smooth_step(start, x)
         if not bool(torch.isfinite(x).all()):
@@ -225,7 +231,16 @@ class DreamEngine:
         self.last_ms = (time.perf_counter() - t0) * 1000
         return out
 
-    def _carry(self, base: torch.Tensor, flow: np.ndarray | None, carry: float = 1.0) -> torch.Tensor:
+    def _map(self, m: float | np.ndarray) -> float | torch.Tensor:
+        """A number as it is; an h x w map as a (1, 1, h, w) tensor that broadcasts over RGB."""
+        if np.isscalar(m):
+            return float(m)
+        h, w = self.size[1], self.size[0]
+        if m.shape != (h, w):
+            raise ValueError(f"motion map is {m.shape[1]}x{m.shape[0]} but the working size is {w}x{h}")
+        return torch.from_numpy(np.ascontiguousarray(m, np.float32))[None, None].to(self.device)
+
+    def _carry(self, base: torch.Tensor, flow: np.ndarray | None, carry: float | torch.Tensor = 1.0) -> torch.Tensor:
         """New base + the carried residual: warped along `flow`, decayed, bounded by `limit`
         (so no region can run away into a blown-out blotch)."""
         self._carried_velocity = None

@@ -144,12 +144,13 @@ def test_residual_stays_bounded(backbone):
 
 
 def test_motion_brings_the_live_picture_back(backbone):
-    """Through TemporalDream: a still scene dreams up; when the scene starts moving fast,
-    gain and blend drop and the dream weakens relative to the moving picture."""
+    """Through TemporalDream with one level for the whole picture (motion.local = false):
+    a still scene dreams up; when the scene starts moving fast, gain and blend drop and
+    the dream weakens relative to the moving picture."""
     big = natural_image(400, 200, seed=6)
     cfg = config.load()
     eng = _engine(backbone)
-    temporal = TemporalDream(eng, cfg.motion, cfg.attract)
+    temporal = TemporalDream(eng, replace(cfg.motion, local=False, still=4.0, moving=40.0), cfg.attract)
     still = big[40:136, 0:128]
     for _ in range(12):
         out, st = temporal(still, dt=DT)

@@ -13,6 +13,7 @@ from ..engine import DreamEngine
 from ..images import resize_image, zoom
 from ..settings import AttractSettings, MotionSettings
 from .flow import FlowResult, FlowTracker, warp_image, zoom_flow
+from .local import LocalMotion
 from .motion import MotionResponse, MotionState
 from .overlay import DreamFrame
 
@@ -43,6 +44,7 @@ class TemporalDream:
 
     def __post_init__(self) -> None:
         self.response = MotionResponse(self.motion, self.attract)
+        self.local = LocalMotion(self.motion, self.attract) if self.motion.local else None
         self.state = MotionState()
         self.last: DreamFrame | None = None
         self._track(self.engine.size)
@@ -60,6 +62,8 @@ class TemporalDream:
         """Forget the dream, the flow history and the motion state (e.g. 'r' key)."""
         self.engine.reset()
         self.response.reset()
+        if self.local is not None:
+            self.local.reset()
         self._track(self.engine.size)
         self.last = None
 
@@ -70,11 +74,8 @@ class TemporalDream:
         w, h = self.engine.size
         small = resize_image(frame, (w, h))
         result: FlowResult | None = self.tracker.update(small)
-        motion = 0.0 if result is None or dt <= 0 else result.motion / dt
         cut = bool(result is not None and result.cut)
-        state = self.response.update(motion, dt, cut)
-        if not self.motion.enabled:
-            state.gain = state.carry = state.blend = 1.0
+        state = self._respond(result, dt, cut)
         if cut:
             self.engine.reset()
 
@@ -97,7 +98,18 @@ class TemporalDream:
         self.last = DreamFrame(out, base, state.blend)
         return out, state
 
-    def _denoise(self, small: np.ndarray, result: FlowResult | None, level: float) -> np.ndarray:
+    def _respond(self, result: FlowResult | None, dt: float, cut: bool) -> MotionState:
+        """This step's motion response: per pixel (maps) or for the whole picture."""
+        if self.local is not None:
+            state = self.local.update(None if result is None else result.flow, dt, cut, self.engine.size,
+                                      self.tracker.before, self.tracker.grey)
+        else:
+            state = self.response.update(0.0 if result is None or dt <= 0 else result.motion / dt, dt, cut)
+        if not self.motion.enabled:
+            state.gain = state.carry = state.blend = 1.0
+        return state
+
+    def _denoise(self, small: np.ndarray, result: FlowResult | None, level: float | np.ndarray) -> np.ndarray:
         """Motion-compensated running average of the camera picture where the flow holds
         and the scene is still: sensor noise would otherwise shimmer through the dream
         (and be dreamed on). Where the flow fails or people move it is the live picture."""
@@ -106,7 +118,7 @@ class TemporalDream:
                 or self._steady.shape != cur.shape:
             self._steady = cur
             return small
-        weight = (self.motion.denoise * (1.0 - level)) * result.confidence[..., None]
+        weight = (self.motion.denoise * (1.0 - level) * result.confidence)[..., None]
         self._steady = cur + weight * (warp_image(self._steady, result.flow, interp=cv2.INTER_CUBIC) - cur)
         return np.clip(self._steady + 0.5, 0, 255).astype(np.uint8)  # cubic may overshoot
 

@@ -134,10 +134,16 @@ class FlowTracker:
         self._dis = cv2.DISOpticalFlow_create(PRESETS[preset])
         self._warp = ResidualWarp(mode)
         self._prev: np.ndarray | None = None
+        self.before: np.ndarray | None = None   # the grey frame before the newest (the last flow's source)
         self.last: FlowResult | None = None
 
+    @property
+    def grey(self) -> np.ndarray | None:
+        """The newest frame's grey picture at working size."""
+        return self._prev
+
     def reset(self) -> None:
-        self._prev = None
+        self._prev = self.before = None
         self.last = None
 
     def update(self, frame: np.ndarray) -> FlowResult | None:
@@ -145,6 +151,7 @@ class FlowTracker:
         size change), when there is nothing to carry from."""
         g = grey(frame, self.size)
         prev, self._prev = self._prev, g
+        self.before = prev
         if prev is None or prev.shape != g.shape:
             self.last = None
             return None

@@ -10,21 +10,25 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from ..settings import AttractSettings, MotionSettings
 
 
 @dataclass
 class MotionState:
-    """What this frame's motion means for the dream and the renderer."""
-    level: float = 0.0          # smoothed motion, 0 = still, 1 = fully moving
-    gain: float = 1.0           # multiply the engine's step size by this
-    carry: float = 1.0          # multiply the engine's decay (carried dream) by this
-    blend: float = 1.0          # multiply the renderer's dream blend by this
+    """What this frame's motion means for the dream and the renderer. With the local
+    (per-pixel) response, level/gain/carry/blend are h x w float32 maps at working size."""
+    level: float | np.ndarray = 0.0   # smoothed motion, 0 = still, 1 = fully moving
+    gain: float | np.ndarray = 1.0    # multiply the engine's step by this
+    carry: float | np.ndarray = 1.0   # multiply the engine's decay (carried dream) by this
+    blend: float | np.ndarray = 1.0   # multiply the renderer's dream blend by this
     attract: float = 0.0        # 0 = live room, 1 = endless zoom; smooth in between
     idle: float = 0.0           # seconds since someone last moved
     preset_due: bool = False    # attract mode: time to show the next preset
     motion: float = 0.0         # raw motion this frame, px/s
     cut: bool = False           # this frame was a scene cut
+    room: float = 0.0           # motion of the whole room, px/s (what attract mode keys on)
 
 
 def _smoothstep(x: float) -> float:
@@ -32,7 +36,8 @@ def _smoothstep(x: float) -> float:
     return x * x * (3.0 - 2.0 * x)
 
 
-def _lerp(a: float, b: float, t: float) -> float:
+def lerp(a: float, b: float, t):
+    """a..b at t (a number, or a map: then a float32 map)."""
     return a + (b - a) * t
 
 
@@ -80,6 +85,6 @@ class MotionResponse:
             self._preset_clock = 0.0
 
         lv = self.level
-        return MotionState(level=lv, gain=_lerp(1.0, s.moving_gain, lv), carry=_lerp(1.0, s.moving_carry, lv),
-                           blend=_lerp(1.0, s.moving_blend, lv), attract=_smoothstep(self._attract),
-                           idle=self.idle, preset_due=preset_due, motion=motion, cut=cut)
+        return MotionState(level=lv, gain=lerp(1.0, s.moving_gain, lv), carry=lerp(1.0, s.moving_carry, lv),
+                           blend=lerp(1.0, s.moving_blend, lv), attract=_smoothstep(self._attract),
+                           idle=self.idle, preset_due=preset_due, motion=motion, cut=cut, room=motion)
