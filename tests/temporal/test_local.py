@@ -11,7 +11,8 @@ from live.dream import DreamEngine
 from live.dream.images import natural_picture
 from live.dream.settings import AttractSettings, MotionSettings
 from live.dream.temporal.coherent import TemporalDream
-from live.dream.temporal.local import LocalMotion, camera_shift
+from live.dream.temporal.flow import camera_shift
+from live.dream.temporal.local import LocalMotion
 
 DT = 0.04   # a 25 fps clip, one dream step per frame
 

@@ -34,10 +34,10 @@ class TemporalDream:
     """Per-frame glue around a DreamEngine: optical flow warps the carried dream, motion
     scales step size and carry, attract mode feeds the dream back with a zoom.
 
-    `out, state = temporal(frame, dt)`; the renderer multiplies its blend by
-    `state.blend`, the app advances presets when `state.preset_due`. `temporal.last`
-    is the same step as a `DreamFrame` (dream, the picture it was dreamed on, blend
-    multiplier) for `Overlay.compose`; None before the first step and after a reset."""
+    `out, state = temporal(frame, dt)`; the app advances presets when
+    `state.preset_due`. `temporal.last` is the same step as a `DreamFrame` (dream, the
+    picture it was dreamed on, blend map, the camera frame's grey, attract weight) for
+    `Overlay.compose`; None before the first step and after a reset."""
     engine: DreamEngine
     motion: MotionSettings = field(default_factory=MotionSettings)
     attract: AttractSettings = field(default_factory=AttractSettings)
@@ -95,7 +95,7 @@ class TemporalDream:
         out = self.engine.dream(base, flow=flow, gain=state.gain, carry=state.carry)
         self.previous = out
         self.state = state
-        self.last = DreamFrame(out, base, state.blend)
+        self.last = DreamFrame(out, base, state.blend, self.tracker.grey, state.attract)
         return out, state
 
     def _respond(self, result: FlowResult | None, dt: float, cut: bool) -> MotionState:

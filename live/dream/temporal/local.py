@@ -24,24 +24,11 @@ import cv2
 import numpy as np
 
 from ..settings import AttractSettings, MotionSettings
-from .flow import warp_image
+from .flow import camera_shift, shift_image, warp_image
 from .motion import MotionResponse, MotionState, lerp
 
 ROOM_PERCENTILE = 99.5   # of the motion map: the room moves when a small part of it does
 CHANGE_SIGMA = 1.5       # px at 320 wide: blur of the frame difference (the evidence)
-
-
-def camera_shift(flow: np.ndarray) -> np.ndarray:
-    """The camera's own motion as one translation: the median flow (robust while less
-    than half the picture moves on its own), float32 (dx, dy)."""
-    return np.median(flow[::4, ::4].reshape(-1, 2), axis=0).astype(np.float32)
-
-
-def shift_image(img: np.ndarray, d: np.ndarray) -> np.ndarray:
-    """`img` sampled at x + d (the backward-flow convention), border replicated."""
-    m = np.float32([[1, 0, d[0]], [0, 1, d[1]]])
-    return cv2.warpAffine(img, m, (img.shape[1], img.shape[0]), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                          borderMode=cv2.BORDER_REPLICATE)
 
 
 class LocalMotion:

@@ -1,10 +1,20 @@
 """The picture people see: the newest full-resolution camera frame with the newest dream
-on it. One function for the window, the headless recorder and the frame-exact clip
+on it. One class for the window, the headless recorder and the frame-exact clip
 renderer, so all three show the same thing.
 
-Today's rule is the whole-frame blend the window has always drawn:
-`screen = current + blend * dream.blend * (up(dream.image) - current)`, the dream
-upscaled linearly to the camera's size."""
+Blending whole dream frames over the live picture (`live + b * (up(dream) - live)`)
+also blends in `up(base) - live`: the picture as it was when the dream step began, at
+the working size. That term is the walkers' dark blurred ghosts and the blur of the live
+picture. The overlay keeps only the dream's *detail* (dream minus the picture it was
+dreamed on, signed), moves it along the optical flow from that picture to the newest
+camera frame, fades it where the flow fails (uncovered background, someone leaving),
+upscales it (cubic: crisp strokes) and adds it to the full-resolution camera frame:
+
+    screen = current + blend * confidence * up(warp(dream.blend * (dream.image - dream.base)))
+
+Attract mode dreams on the fed-back zoomed picture, where the detail against the camera
+means nothing: there it falls back to the whole-frame blend by the attract weight (nobody
+moves then, so there is nothing to ghost)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,13 +22,23 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .flow import FlowTracker, grey, warp_image
+
 
 @dataclass(frozen=True)
 class DreamFrame:
     """What one dream step hands to whoever composes the picture."""
-    image: np.ndarray            # uint8 h x w x 3 RGB, the dream at the working size
-    base: np.ndarray             # uint8 h x w x 3 RGB, the (denoised) picture it was dreamed on
+    image: np.ndarray                 # uint8 h x w x 3 RGB, the dream at the working size
+    base: np.ndarray                  # uint8 h x w x 3 RGB, the (denoised) picture it was dreamed on
     blend: np.ndarray | float = 1.0   # the motion response's blend multiplier (h x w map or scalar)
+    grey: np.ndarray | None = None    # uint8 h x w: the camera frame it was dreamed from, grey (the tracker's)
+    attract: float = 0.0              # attract mode's weight: 1 = the dream lives in the fed-back zoom
+
+    def detail(self) -> np.ndarray:
+        """float32 h x w x 3, grey levels: what the dream adds, weighted by the blend map."""
+        d = self.image.astype(np.float32) - self.base.astype(np.float32)
+        m = self.blend
+        return d * (m[..., None] if isinstance(m, np.ndarray) else np.float32(m))
 
 
 def upscale(img: np.ndarray, size: tuple[int, int], interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
@@ -28,29 +48,88 @@ def upscale(img: np.ndarray, size: tuple[int, int], interpolation: int = cv2.INT
     return cv2.resize(img, tuple(size), interpolation=interpolation)
 
 
-def _weight(blend: float, dream: DreamFrame, size: tuple[int, int]) -> np.ndarray | float:
-    """The per-pixel (h x w x 1) or scalar weight of the dream at `size`."""
-    local = dream.blend
-    if isinstance(local, np.ndarray) and local.ndim >= 2:
-        m = upscale(local.astype(np.float32), size)
-        return np.clip(blend * m, 0.0, 1.0)[..., None]
-    return min(1.0, max(0.0, blend * float(local)))
-
-
 class Overlay:
-    """current (camera frame, any size) + DreamFrame -> the composed picture."""
+    """current (camera frame, any size) + DreamFrame -> the composed picture.
 
-    def compose(self, current: np.ndarray, dream: DreamFrame | None, blend: float) -> np.ndarray:
-        """uint8 RGB at current's size: the camera picture with the dream on it."""
+    Between dreams it keeps the newest dream's weighted detail and re-measures the flow
+    from the dream's camera frame to each new camera frame (one DIS at working size,
+    with the forward-backward check). `u` < 1 crossfades from the previous dream, whose
+    detail is moved onto the new dream's frame once, when it arrives."""
+
+    def __init__(self, preset: str = "ultrafast", fb_check: bool = True):
+        self.preset, self.fb_check = preset, fb_check
+        self._tracker: FlowTracker | None = None
+        self._dream: DreamFrame | None = None
+        self._detail: np.ndarray | None = None     # the newest dream's weighted detail
+        self._previous: np.ndarray | None = None   # the previous one, on the newest dream's frame
+        self.confidence: np.ndarray | None = None  # the last compose's trust in its flow (inspection)
+
+    def reset(self) -> None:
+        self._dream = self._detail = self._previous = self.confidence = None
+
+    def _flow(self, source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Backward flow target -> source (grey, working size) and the trust in it."""
+        h, w = source.shape
+        if self._tracker is None or self._tracker.size != (w, h):
+            self._tracker = FlowTracker((w, h), preset=self.preset, fb_check=self.fb_check, deadband=0.0)
+        r = self._tracker.measure(source, target)
+        return r.flow, r.confidence
+
+    def _moved(self, detail: np.ndarray, source: np.ndarray | None, target: np.ndarray) -> np.ndarray:
+        """`detail` made on the frame `source` moved onto `target` (grey pictures), faded
+        where the flow failed; unchanged when the two are the same frame."""
+        if source is None or source.shape != target.shape or np.array_equal(source, target):
+            self.confidence = None
+            return detail
+        flow, conf = self._flow(source, target)
+        self.confidence = conf
+        moved = warp_image(detail, flow, border=cv2.BORDER_CONSTANT, interp=cv2.INTER_CUBIC)
+        return moved * conf[..., None]
+
+    def _arrive(self, dream: DreamFrame) -> None:
+        """A new dream: its detail, and the previous one moved onto its frame (crossfade)."""
+        old, old_detail = self._dream, self._detail
+        self._previous = None
+        if old is not None and old_detail is not None and dream.grey is not None \
+                and old_detail.shape == dream.image.shape:
+            self._previous = self._moved(old_detail, old.grey, dream.grey)
+        self._dream, self._detail = dream, dream.detail()
+
+    def compose(self, current: np.ndarray, dream: DreamFrame | None, blend: float, u: float = 1.0,
+                current_grey: np.ndarray | None = None) -> np.ndarray:
+        """uint8 RGB at current's size: the camera picture with the dream on it. `blend`:
+        the operator's (0 = live only, 1 = the whole detail); `u`: how far the newest
+        dream has faded in over the previous one; `current_grey`: current's grey picture
+        at working size, if the caller has it."""
         if dream is None:
+            self.reset()
             return current
-        h, w = current.shape[:2]
-        weight = _weight(blend, dream, (w, h))
-        if np.isscalar(weight) and weight <= 0.0:
+        if dream is not self._dream:
+            self._arrive(dream)
+        if blend <= 0.0:
             return current
-        up = upscale(dream.image, (w, h))
-        if np.isscalar(weight) and weight >= 1.0:
-            return up
-        cur = current.astype(np.float32)
-        out = cur + weight * (up.astype(np.float32) - cur)
-        return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+        d = self._detail
+        if u < 1.0 and self._previous is not None:
+            d = self._previous + np.float32(max(0.0, u)) * (d - self._previous)
+        h, w = dream.image.shape[:2]
+        if dream.grey is not None:
+            cur = current_grey if current_grey is not None else grey(current, (w, h))
+            d = self._moved(d, dream.grey, cur)
+        H, W = current.shape[:2]
+        b = np.float32(min(blend, 1.0))
+        a = min(1.0, max(0.0, float(dream.attract)))
+        if a > 0.0:   # attract: the dream is the fed-back zoom, not detail on this camera frame
+            return _attract(current, dream, d, a * b, (1.0 - a) * b)
+        return cv2.add(current, upscale(d * b, (W, H), cv2.INTER_CUBIC), dtype=cv2.CV_8U)  # rounds, saturates
+
+
+def _attract(current: np.ndarray, dream: DreamFrame, detail: np.ndarray, whole: float, part: float) -> np.ndarray:
+    """current + whole * blend map * (up(dream) - current) + part * up(detail): today's
+    whole-frame blend by the attract weight, the moved detail for the rest."""
+    H, W = current.shape[:2]
+    cur = current.astype(np.float32)
+    m = dream.blend
+    m = upscale(m.astype(np.float32), (W, H))[..., None] if isinstance(m, np.ndarray) else np.float32(m)
+    out = cur + np.float32(whole) * m * (upscale(dream.image, (W, H)).astype(np.float32) - cur)
+    out += upscale(detail * np.float32(part), (W, H), cv2.INTER_CUBIC)
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
