@@ -1,6 +1,8 @@
 """The overlay: the one picture the window, the recorder and the clip renderer show is
-the camera frame at its own size with the dream on it, weighted by the operator's blend
-times the motion response's; TemporalDream hands its step over as a DreamFrame."""
+the camera frame at its own size with the dream's detail on it (moved to that frame, no
+ghost of the picture the dream was made on), weighted by the operator's blend times the
+motion response's; TemporalDream hands its step over as a DreamFrame."""
+import cv2
 import numpy as np
 import pytest
 
@@ -17,28 +19,89 @@ def flat(w: int, h: int, rgb: tuple[int, int, int]) -> np.ndarray:
     return img
 
 
-def test_compose_blends_the_upscaled_dream_over_the_full_size_frame():
+def test_compose_adds_the_dream_detail_to_the_full_size_frame():
+    """The dream's detail (dream - base), not the stale base, goes onto the camera frame."""
     current = flat(64, 48, (200, 100, 0))
-    dream = DreamFrame(flat(16, 12, (0, 100, 200)), flat(16, 12, (0, 0, 0)), 1.0)
+    dream = DreamFrame(flat(16, 12, (20, 30, 40)), flat(16, 12, (10, 10, 10)), 1.0)
     overlay = Overlay()
     assert overlay.compose(current, None, 1.0) is current
     assert np.array_equal(overlay.compose(current, dream, 0.0), current)
     full = overlay.compose(current, dream, 1.0)
     assert full.shape == (48, 64, 3) and full.dtype == np.uint8
-    assert np.array_equal(full, flat(64, 48, (0, 100, 200)))
-    half = overlay.compose(current, dream, 0.5)
-    assert np.array_equal(half, flat(64, 48, (100, 100, 100)))
+    assert np.array_equal(full, flat(64, 48, (210, 120, 30)))
+    assert np.array_equal(overlay.compose(current, dream, 0.5), flat(64, 48, (205, 110, 15)))
     # the motion response's multiplier scales the operator's blend
     damped = overlay.compose(current, DreamFrame(dream.image, dream.base, 0.5), 0.5)
-    assert np.array_equal(damped, flat(64, 48, (150, 100, 50)))
+    assert np.array_equal(damped, flat(64, 48, (202, 105, 8)))   # 202.5 rounds to even
+
+
+def test_attract_falls_back_to_the_whole_frame_blend():
+    """In attract mode the dream lives in the fed-back zoom: the whole dream is blended."""
+    current = flat(64, 48, (200, 100, 0))
+    dream = DreamFrame(flat(16, 12, (0, 100, 200)), flat(16, 12, (0, 0, 0)), 1.0, attract=1.0)
+    assert np.array_equal(Overlay().compose(current, dream, 1.0), flat(64, 48, (0, 100, 200)))
+    half = Overlay().compose(current, DreamFrame(dream.image, dream.base, 0.5, attract=1.0), 1.0)
+    assert np.array_equal(half, flat(64, 48, (100, 100, 100)))
 
 
 def test_a_blend_map_weights_each_pixel():
-    current = flat(64, 48, (200, 200, 200))
+    current = flat(64, 48, (100, 100, 100))
     local = np.zeros((12, 16), np.float32)
     local[:, 8:] = 1.0                      # dream on the right half only
-    out = Overlay().compose(current, DreamFrame(flat(16, 12, (0, 0, 0)), flat(16, 12, (0, 0, 0)), local), 1.0)
-    assert np.all(out[:, :24] == 200) and np.all(out[:, 40:] == 0)
+    out = Overlay().compose(current, DreamFrame(flat(16, 12, (40, 40, 40)), flat(16, 12, (0, 0, 0)), local), 1.0)
+    assert np.all(out[:, :24] == 100) and np.all(out[:, 40:] == 140)
+
+
+def _room_with_square(x: int) -> np.ndarray:
+    """A textured room (320x240) with a dark textured 80x80 square at column x."""
+    img = natural_picture(320, 240, seed=4)
+    img[80:160, x:x + 80] = natural_picture(80, 80, seed=11) // 4
+    return img
+
+
+def test_no_ghost_where_a_moving_square_was():
+    """Dreamed (on the square only) while it stood at x=80, shown after it moved to x=100:
+    where it stood there is no dream residue of it, while today's whole-frame blend showed
+    its dark ghost there; the square's dream went along with it."""
+    before, now = _room_with_square(80), _room_with_square(100)
+    small = cv2.resize(before, (160, 120), interpolation=cv2.INTER_AREA)
+    detail = np.zeros((120, 160, 3), np.int16)
+    detail[40:80, 40:80] = 40
+    dream = DreamFrame((small + detail).clip(0, 255).astype(np.uint8), small, 1.0,
+                       cv2.cvtColor(small, cv2.COLOR_RGB2GRAY))
+    out = Overlay().compose(now, dream, 1.0).astype(int) - now
+    assert np.abs(out[84:156, 82:98]).mean() < 3             # where it stood: no ghost
+    assert np.abs(out[:60]).mean() < 1                        # the room had no dream: none now
+    assert out[90:150, 110:170].mean() > 12                   # the square's dream moved with it
+    whole = np.abs(now.astype(int) - cv2.resize(dream.image, (320, 240)))   # today's whole-frame blend
+    assert whole[84:156, 82:98].mean() > 30                   # ... showed the square's ghost there
+
+
+def test_confidence_fades_the_detail_where_the_flow_fails():
+    """A patch of new content (a hand in front of the camera) cannot be traced back to
+    the dream's frame: the detail fades there, and only there."""
+    room = natural_picture(160, 120, seed=4)
+    small = cv2.resize(room, (80, 60), interpolation=cv2.INTER_AREA)
+    dream = DreamFrame((small.astype(int) + 30).clip(0, 255).astype(np.uint8), small, 1.0,
+                       cv2.cvtColor(small, cv2.COLOR_RGB2GRAY))
+    now = room.copy()
+    now[30:90, 50:110] = natural_picture(60, 60, seed=12)
+    overlay = Overlay()
+    out = overlay.compose(now, dream, 1.0).astype(int) - now
+    assert np.abs(out[40:80, 60:100]).mean() < 8 and out[:20].mean() > 20
+    assert overlay.confidence is not None and overlay.confidence[20:40, 30:50].mean() < 0.3
+
+
+def test_crossfade_goes_from_the_previous_dream_to_the_newest():
+    current = flat(64, 48, (100, 100, 100))
+    base = flat(16, 12, (100, 100, 100))
+    g = cv2.cvtColor(base, cv2.COLOR_RGB2GRAY)
+    overlay = Overlay()
+    overlay.compose(current, DreamFrame(flat(16, 12, (110, 110, 110)), base, 1.0, g), 1.0)
+    newest = DreamFrame(flat(16, 12, (130, 130, 130)), base, 1.0, g)
+    assert overlay.compose(current, newest, 1.0, u=0.0)[0, 0, 0] == 110
+    assert overlay.compose(current, newest, 1.0, u=0.5)[0, 0, 0] == 120
+    assert overlay.compose(current, newest, 1.0, u=1.0)[0, 0, 0] == 130
 
 
 def test_temporal_dream_exposes_its_step_as_a_dream_frame(backbone):
