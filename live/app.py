@@ -67,7 +67,6 @@ class App:
         self.stats = Stats()
         self.watchdog: Watchdog | None = None
         self.notifier = SystemdNotifier()
-        self.motion_blend = 1.0         # the newest dream's motion response (stillness: more dream)
         self.fatal: str | None = None   # set when supervision gives up: the run ends with exit code 1
 
     def make_engine(self, size: tuple[int, int], s: LiveSettings) -> DreamEngine:

@@ -1,12 +1,13 @@
-"""The compositor: the live picture and the dream, blended, crossfaded and scaled to a
+"""The compositor: the live picture with the dream on it (the dream core's Overlay: the
+dream's detail moved to the newest camera frame, crossfaded between dreams), scaled to a
 pygame surface (the screen, or an off-screen surface for recordings), with the text
 panels of hud.py on top.
 
-It never waits for the dream. Each new picture is scaled once, when it arrives, into a
-surface in the screen's format; every display frame is then three blits (dream, the
-next dream faded in, the live picture faded over), which holds the display rate at
-1280x720 while a 10 Hz dream still looks fluid. The same Compositor draws the headless
-recordings onto an off-screen surface."""
+It never waits for the dream. The picture is composed and scaled once, when a new camera
+frame or a new dream arrives (or the blend changes), into a surface in the screen's
+format; every display frame is then one blit, which holds the display rate at 1280x720
+while a 10 Hz dream still looks fluid. The same Compositor draws the headless recordings
+onto an off-screen surface."""
 from __future__ import annotations
 
 import time
@@ -15,6 +16,7 @@ import cv2
 import numpy as np
 import pygame
 
+from .dream.temporal.overlay import DreamFrame, Overlay
 from .hud import MESSAGE_SECONDS, Panels
 from .state import View
 
@@ -75,44 +77,47 @@ class Layer:
 class Compositor:
     """Draws live + dream (+ HUD, help, notices) onto a target surface."""
 
+    RECOMPOSE_U = 0.2    # a crossfade step worth composing again for, when no camera frame came
+
     def __init__(self, font_px: int | None = None):
         self.panels = Panels(font_px)
-        self.live, self.prev, self.cur = Layer(), Layer(), Layer()
+        self.live = Layer()
+        self.overlay = Overlay()
         self._live_img: np.ndarray | None = None
-        self._dream_imgs: list[np.ndarray] = []      # [previous, current]
-        self._has_dream = False
+        self._dream: DreamFrame | None = None
+        self._dreams = 0                             # dreams arrived (a crossfade needs two)
         self._arrived = 0.0
         self._interval = 0.1                         # EMA of time between dreams (crossfade length)
         self._key: tuple | None = None               # (target size, scale, mirror, live size)
+        self._composed: tuple | None = None          # (blend, u) of the picture on the live layer
         self._crop = (0.0, 0.0, 1.0, 1.0)
         self.rect = pygame.Rect(0, 0, 1, 1)
         self._template: pygame.Surface | None = None
-        self._live_dirty = False
-        self._dream_dirty = False
+        self._dirty = False
 
     # -- pictures -------------------------------------------------------------------------
     def set_live(self, img: np.ndarray) -> None:
         self._live_img = img
-        self._live_dirty = True
+        self._dirty = True
 
-    def set_dream(self, img: np.ndarray | None, now: float | None = None) -> None:
-        """A new dream frame (None = no dream available: show the live picture)."""
+    def set_dream(self, dream: DreamFrame | None, now: float | None = None) -> None:
+        """A new dream (None = no dream available: show the live picture)."""
         now = time.monotonic() if now is None else now
-        if img is None:
-            self._has_dream = False
-            self._dream_imgs = []
+        self._dirty = True
+        if dream is None:
+            self._dream, self._dreams = None, 0
             return
-        if self._has_dream and self._arrived:
+        if self._dreams and self._arrived:
             self._interval += 0.3 * (min(now - self._arrived, 1.0) - self._interval)
         self._arrived = now
-        self._dream_imgs = (self._dream_imgs[-1:] + [img])
-        self.prev, self.cur = self.cur, self.prev
-        self._dream_dirty = True
-        self._has_dream = True
+        self._dream = dream
+        self.overlay.arrive(dream)
+        self._dreams += 1
 
-    def _refresh(self, target: pygame.Surface, view: View) -> None:
-        """Upload whatever is new; re-place everything when the screen, the scale mode,
-        the mirror or the live picture's size changed."""
+    def _refresh(self, target: pygame.Surface, view: View, now: float) -> None:
+        """Compose and upload when something new arrived (or the blend or crossfade moved
+        on); re-place everything when the screen, the scale mode, the mirror or the live
+        picture's size changed."""
         live = self._live_img
         key = (target.get_size(), view.scale, view.mirror, live.shape[:2])
         all_new = key != self._key or self._template is None or self._template.get_bitsize() != target.get_bitsize()
@@ -120,14 +125,14 @@ class Compositor:
             self._template = target
             self._crop, self.rect = placement((live.shape[1], live.shape[0]), target.get_size(), view.scale)
             self._key = key
-        if all_new or self._live_dirty:
-            self.live.update(live, self._crop, self.rect, self._template, view.mirror)
-            self._live_dirty = False
-        if self._dream_imgs and (all_new or self._dream_dirty):
-            self.cur.update(self._dream_imgs[-1], self._crop, self.rect, self._template, view.mirror)
-            if all_new and len(self._dream_imgs) > 1:
-                self.prev.update(self._dream_imgs[0], self._crop, self.rect, self._template, view.mirror)
-            self._dream_dirty = False
+        u = self.crossfade_weight(view, now)
+        old = self._composed
+        moved = old is None or old[0] != view.blend or (old[1] < 1.0 and u - old[1] >= min(self.RECOMPOSE_U, 1.0 - old[1]))
+        if all_new or self._dirty or moved:
+            picture = self.overlay.compose(live, self._dream, view.blend, u)
+            self.live.update(picture, self._crop, self.rect, self._template, view.mirror)
+            self._composed = (view.blend, u)
+            self._dirty = False
 
     # -- drawing --------------------------------------------------------------------------
     def draw(self, target: pygame.Surface, view: View, hud_lines: tuple[str, ...] = (),
@@ -137,37 +142,15 @@ class Compositor:
             target.fill((0, 0, 0))
             self.panels.text_center(target, "waiting for the first picture ...")
         else:
-            self._refresh(target, view)
+            self._refresh(target, view, now)
             if view.scale == "letterbox":
                 target.fill((0, 0, 0))
-            self._blend(target, view, now)
+            target.blit(self.live.surface, self.rect)
         message = view.message if now - view.message_time < MESSAGE_SECONDS else ""
         self.panels.draw(target, hud_lines if view.hud else (), message, help_lines if view.help else None)
 
     def crossfade_weight(self, view: View, now: float) -> float:
         """How far the newest dream has faded in over the previous one (0..1)."""
-        if not view.crossfade or len(self._dream_imgs) < 2 or self.prev.surface is None:
+        if not view.crossfade or self._dreams < 2:
             return 1.0
         return min(1.0, max(0.0, (now - self._arrived) / max(self._interval, 1e-3)))
-
-    def _blend(self, target: pygame.Surface, view: View, now: float) -> None:
-        """screen = (1 - blend) * live + blend * ((1 - u) * previous dream + u * newest dream)."""
-        live = self.live.surface
-        b = view.blend if self._has_dream and self.cur.surface is not None else 0.0
-        if b <= 0.0:
-            live.set_alpha(None)
-            target.blit(live, self.rect)
-            return
-        u = self.crossfade_weight(view, now)
-        cur = self.cur.surface
-        if u < 1.0:
-            prev = self.prev.surface
-            prev.set_alpha(None)
-            target.blit(prev, self.rect)
-            cur.set_alpha(round(255 * u))
-        else:
-            cur.set_alpha(None)
-        target.blit(cur, self.rect)
-        if b < 1.0:
-            live.set_alpha(round(255 * (1.0 - b)))
-            target.blit(live, self.rect)

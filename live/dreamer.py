@@ -30,6 +30,8 @@ from .capture import Frame, Slot
 from .dream import DreamEngine, DreamSettings
 from .dream.images import noise, resize_image, zoom
 from .dream.temporal.coherent import TemporalDream
+from .dream.temporal.flow import grey
+from .dream.temporal.overlay import DreamFrame
 from .state import LiveSettings
 from .supervision.watchdog import Heartbeat
 
@@ -55,8 +57,9 @@ class Dream:
     steps_per_second: float      # dream steps actually done per second of wall time
     size: tuple[int, int]
     info: dict                   # engine.info: layer, backend, device, precision, ...
-    blend: float = 1.0           # motion response: multiplies the operator's blend
+    blend: float = 1.0           # motion response's blend multiplier, its mean over the picture (HUD, tests)
     preset_due: bool = False     # attract mode asks for the next preset
+    picture: DreamFrame | None = None   # what the compositor's Overlay puts on the live picture
 
 
 EngineFactory = Callable[[tuple[int, int], LiveSettings], DreamEngine]
@@ -223,23 +226,28 @@ class Dreamer(threading.Thread):
             self.heartbeat.expect(SLOW_STEP_GRACE)
         return self.engine
 
-    def _dream(self, eng: DreamEngine, img: np.ndarray, s: LiveSettings) -> tuple[np.ndarray, float, bool]:
-        """(dream, motion blend, preset due) for one picture."""
+    def _dream(self, eng: DreamEngine, img: np.ndarray, s: LiveSettings) -> tuple[DreamFrame, bool]:
+        """(the dream step as the Overlay's DreamFrame, preset due) for one picture."""
         now = self.clock()
         dt, self._last_time = (0.0 if self._last_time is None else now - self._last_time), now
         if self.make_temporal is None or self._feeding_back(s):
-            return eng.dream(img), 1.0, False
+            out = eng.dream(img)
+            base = resize_image(img, eng.size)
+            # fed back (zoom, noise): the dream lives in its own picture, shown whole
+            whole = 1.0 if self._feeding_back(s) else 0.0
+            return DreamFrame(out, base, 1.0, grey(base, eng.size), whole), False
         if self._temporal is None or self._temporal.engine is not eng:
             self._temporal = self.make_temporal(eng)
-        out, motion = self._temporal(img, dt)  # flow warp, motion response, attract mode
-        return out, motion.blend, motion.preset_due
+        _, motion = self._temporal(img, dt)  # flow warp, motion response, attract mode
+        return self._temporal.last, motion.preset_due
 
     def step_once(self, frame: Frame) -> Dream:
         """One dream pass on `frame` with the current settings; publishes the dream."""
         s = self.settings.live_settings()
         self._fit(frame)
         eng = self._ready_engine(s)
-        out, blend, preset_due = self._dream(eng, self._input(frame, s), s)
+        picture, preset_due = self._dream(eng, self._input(frame, s), s)
+        out = picture.image
         self.heartbeat.beat()
         self._slow_next = False
         w, h = eng.size
@@ -257,7 +265,8 @@ class Dreamer(threading.Thread):
         if s.zooming or s.noise:
             self._feedback = out
         self._number += 1
-        dream = Dream(out, self._number, frame, eng.last_ms, self._rate(), (w, h), eng.info, blend, preset_due)
+        dream = Dream(out, self._number, frame, eng.last_ms, self._rate(), (w, h), eng.info,
+                      float(np.mean(picture.blend)), preset_due, picture)
         self._publish(dream)
         self._adapt(eng)
         return dream

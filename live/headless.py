@@ -69,10 +69,9 @@ class Recording:
         """The frame as on screen (no HUD, no crossfade): RGB, the video's size."""
         if dream.frame is not None:
             self.comp.set_live(dream.frame.image)
-        self.comp.set_dream(dream.image)
+        self.comp.set_dream(dream.picture)
         view = self.app.state.view()
-        self.comp.draw(self.surface, replace(view, blend=view.blend * dream.blend, crossfade=False, hud=False,
-                                             help=False, message=""))
+        self.comp.draw(self.surface, replace(view, crossfade=False, hud=False, help=False, message=""))
         w, h = self.size
         return np.frombuffer(pygame.image.tobytes(self.surface, "RGB"), np.uint8).reshape(h, w, 3)
 

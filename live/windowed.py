@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from dataclasses import replace
 
 import pygame
 
@@ -32,7 +31,6 @@ class WindowLoop:
         self.help_lines = controls.help_lines(app.state.kiosk, app.state.snapshots_allowed)
         self.live_seq = self.dream_seq = self.snaps_done = 0
         self.dream: Dream | None = None
-        self.motion_blend = 1.0       # the newest dream's motion response
         self.hud: tuple[str, ...] = ()
         self.hud_due = 0.0
 
@@ -88,12 +86,11 @@ class WindowLoop:
             self.live_seq, new_frame = seq, frame
         seq, dream = app.dreamer.dreams.latest()
         if seq != self.dream_seq and dream is not None:
-            comp.set_dream(dream.image)
-            self.dream_seq, self.dream, self.motion_blend = seq, dream, dream.blend
+            comp.set_dream(dream.picture)
+            self.dream_seq, self.dream = seq, dream
             if dream.preset_due and state.presets:
                 state.next_preset()  # attract mode slowly rotates presets
-        view = state.view()
-        view = replace(view, blend=view.blend * self.motion_blend)
+        view = state.view()   # the motion response's blend map travels in dream.picture
         comp.draw(target, view, self.hud, self.help_lines if view.help else None)
         return new_frame
 

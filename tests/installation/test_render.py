@@ -1,5 +1,5 @@
-"""Renderer under the dummy video driver: blend, crossfade, scaling modes, mirror, HUD and
-help overlay, snapshots (checked pixel by pixel)."""
+"""Renderer under the dummy video driver: the dream's detail on the live picture, crossfade,
+scaling modes, mirror, HUD and help overlay, snapshots (checked pixel by pixel)."""
 from __future__ import annotations
 
 import os
@@ -13,6 +13,7 @@ import pytest
 from live import controls
 from live.config import RenderConfig
 from live.compositor import Compositor, placement
+from live.dream.temporal.overlay import DreamFrame
 from live.state import View
 from live.window import Window, snapshot
 
@@ -35,6 +36,11 @@ def px(surface, x, y):
     return tuple(surface.get_at((x, y)))[:3]
 
 
+def dream_of(color, base=(100, 100, 100), w=32, h=24) -> DreamFrame:
+    """A dream of `color` made on a flat `base` picture: its detail is color - base."""
+    return DreamFrame(solid(color, w, h), solid(base, w, h))
+
+
 def close(a, b, tol=6):
     return all(abs(int(p) - int(q)) <= tol for p, q in zip(a, b))
 
@@ -47,24 +53,24 @@ def test_placement_fill_crops_and_letterbox_fits():
     assert crop == (0, 0, 1, 1) and rect == pygame.Rect(160, 0, 960, 720)      # bars left/right
 
 
-def test_blend_of_live_and_dream_pixels():
+def test_dream_detail_on_the_live_pixels():
     target = pygame.Surface((160, 120), 0, 32)
     comp = Compositor()
-    comp.set_live(solid(RED))
-    comp.set_dream(solid(BLUE, 32, 24))                   # the dream is smaller: scaled up
+    comp.set_live(solid((100, 100, 100)))
+    comp.set_dream(dream_of((100, 100, 180)))             # the dream is smaller: scaled up
     comp.draw(target, View(blend=0.25, mirror=False, crossfade=False))
-    assert close(px(target, 80, 60), (191, 0, 64))        # 0.75 live + 0.25 dream
+    assert close(px(target, 80, 60), (100, 100, 120))     # the live picture + 0.25 of the detail
     comp.draw(target, View(blend=1.0, mirror=False, crossfade=False))
-    assert close(px(target, 5, 5), BLUE)
+    assert close(px(target, 5, 5), (100, 100, 180))
     comp.draw(target, View(blend=0.0, mirror=False))
-    assert close(px(target, 5, 5), RED)
+    assert close(px(target, 5, 5), (100, 100, 100))
 
 
 def test_no_dream_shows_the_live_picture():
     target = pygame.Surface((96, 72), 0, 32)
     comp = Compositor()
     comp.set_live(solid(RED))
-    comp.set_dream(solid(BLUE))
+    comp.set_dream(dream_of(BLUE))
     comp.set_dream(None)                                   # dream fault
     comp.draw(target, View(blend=0.9))
     assert close(px(target, 40, 40), RED)
@@ -73,21 +79,21 @@ def test_no_dream_shows_the_live_picture():
 def test_crossfade_between_successive_dreams():
     target = pygame.Surface((64, 48), 0, 32)
     comp = Compositor()
-    comp.set_live(solid(RED))
-    comp.set_dream(solid(BLUE), now=0.0)
-    comp.set_dream(solid(GREEN), now=0.1)                  # 10 Hz dream
+    comp.set_live(solid((100, 100, 100)))
+    comp.set_dream(dream_of((100, 100, 200)), now=0.0)
+    comp.set_dream(dream_of((100, 200, 100)), now=0.1)    # 10 Hz dream
     view = View(blend=1.0, mirror=False, crossfade=True)
     comp.draw(target, view, now=0.1)
-    assert close(px(target, 10, 10), BLUE)                 # just arrived: still the previous one
+    assert close(px(target, 10, 10), (100, 100, 200))     # just arrived: still the previous one
     u = comp.crossfade_weight(view, 0.1 + comp._interval / 2)
     comp.draw(target, view, now=0.1 + comp._interval / 2)
     assert 0.3 < u < 0.7
     mid = px(target, 10, 10)
-    assert 60 < mid[1] < 200 and 60 < mid[2] < 200         # between blue and green
+    assert 120 < mid[1] < 180 and 120 < mid[2] < 180      # between the two
     comp.draw(target, view, now=5.0)
-    assert close(px(target, 10, 10), GREEN)                # faded in completely
+    assert close(px(target, 10, 10), (100, 200, 100))     # faded in completely
     comp.draw(target, View(blend=1.0, mirror=False, crossfade=False), now=0.1)
-    assert close(px(target, 10, 10), GREEN)                # crossfade off: the newest at once
+    assert close(px(target, 10, 10), (100, 200, 100))     # crossfade off: the newest at once
 
 
 def test_letterbox_bars_fill_and_mirror():
@@ -123,8 +129,8 @@ def test_hud_and_help_overlay_are_drawn():
 def test_window_draws_and_snapshot_is_written_whole(tmp_path):
     window = Window(RenderConfig(fullscreen=False, width=200, height=150))
     comp = Compositor()
-    comp.set_live(solid(RED))
-    comp.set_dream(solid(BLUE))
+    comp.set_live(solid((100, 0, 0)))
+    comp.set_dream(dream_of((100, 0, 100), base=(100, 0, 0)))
     comp.draw(window.screen, View(blend=0.5, mirror=False, crossfade=False))
     window.present()
     path = snapshot(window.screen, tmp_path / "snaps", background=False)
@@ -132,7 +138,7 @@ def test_window_draws_and_snapshot_is_written_whole(tmp_path):
     assert [p.name for p in (tmp_path / "snaps").iterdir()] == [path.name]   # no partial file left
     loaded = pygame.image.load(str(path))
     assert loaded.get_size() == (200, 150)
-    assert close(px(loaded, 100, 75), (128, 0, 128), tol=8)
+    assert close(px(loaded, 100, 75), (100, 0, 50), tol=8)
     window.set_fullscreen(True)
     assert window.fullscreen and window.screen.get_size() == pygame.display.get_desktop_sizes()[0]
     window.close()

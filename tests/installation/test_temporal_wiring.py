@@ -1,5 +1,5 @@
-"""The live pipeline dreams through TemporalDream: flow warps the carried
-dream and the motion response reaches the renderer's blend."""
+"""The live pipeline dreams through TemporalDream: flow warps the carried dream and the
+motion response's blend map reaches the renderer with the dream (Dream.picture)."""
 from __future__ import annotations
 
 import cv2
@@ -23,7 +23,9 @@ def test_headless_pipeline_runs_flow_and_motion(tmp_path, backbone):
     assert app.dreamer.engine.momentum == app.cfg.dream.momentum
     seq, dream = app.dreamer.dreams.latest()
     assert dream is not None and 0.0 < dream.blend <= 1.0
-    assert temporal.state.level >= 0.0 and np.isfinite(temporal.state.level)
+    level = temporal.state.level                               # the local response: a map
+    assert level.shape == app.dreamer.engine.size[::-1] and np.isfinite(level).all() and (level >= 0).all()
+    assert dream.picture is not None and dream.picture.blend.shape == level.shape
 
 
 def test_motion_off_leaves_blend_alone(tmp_path, backbone):

@@ -75,10 +75,10 @@ class Overlay:
         r = self._tracker.measure(source, target)
         return r.flow, r.confidence
 
-    def _moved(self, detail: np.ndarray, source: np.ndarray | None, target: np.ndarray) -> np.ndarray:
+    def _moved(self, detail: np.ndarray, source: np.ndarray | None, target: np.ndarray | None) -> np.ndarray:
         """`detail` made on the frame `source` moved onto `target` (grey pictures), faded
         where the flow failed; unchanged when the two are the same frame."""
-        if source is None or source.shape != target.shape or np.array_equal(source, target):
+        if source is None or target is None or source.shape != target.shape or np.array_equal(source, target):
             self.confidence = None
             return detail
         flow, conf = self._flow(source, target)
@@ -86,12 +86,15 @@ class Overlay:
         moved = warp_image(detail, flow, border=cv2.BORDER_CONSTANT, interp=cv2.INTER_CUBIC)
         return moved * conf[..., None]
 
-    def _arrive(self, dream: DreamFrame) -> None:
-        """A new dream: its detail, and the previous one moved onto its frame (crossfade)."""
+    def arrive(self, dream: DreamFrame) -> None:
+        """A new dream: its detail, and the previous one moved onto its frame (crossfade).
+        `compose` calls it for a dream it has not seen; call it at once when dreams may
+        come faster than pictures are composed, so no crossfade starts from a skipped one."""
+        if dream is self._dream:
+            return
         old, old_detail = self._dream, self._detail
         self._previous = None
-        if old is not None and old_detail is not None and dream.grey is not None \
-                and old_detail.shape == dream.image.shape:
+        if old is not None and old_detail is not None and old_detail.shape == dream.image.shape:
             self._previous = self._moved(old_detail, old.grey, dream.grey)
         self._dream, self._detail = dream, dream.detail()
 
@@ -104,8 +107,7 @@ class Overlay:
         if dream is None:
             self.reset()
             return current
-        if dream is not self._dream:
-            self._arrive(dream)
+        self.arrive(dream)
         if blend <= 0.0:
             return current
         d = self._detail
