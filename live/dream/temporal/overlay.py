@@ -56,8 +56,9 @@ class Overlay:
     with the forward-backward check). `u` < 1 crossfades from the previous dream, whose
     detail is moved onto the new dream's frame once, when it arrives."""
 
-    def __init__(self, preset: str = "ultrafast", fb_check: bool = True):
+    def __init__(self, preset: str = "ultrafast", fb_check: bool = True, flow_scale: float = 0.5):
         self.preset, self.fb_check = preset, fb_check
+        self.flow_scale = flow_scale   # the flow to each camera frame is measured at this share of the working size
         self._tracker: FlowTracker | None = None
         self._dream: DreamFrame | None = None
         self._detail: np.ndarray | None = None     # the newest dream's weighted detail
@@ -68,12 +69,20 @@ class Overlay:
         self._dream = self._detail = self._previous = self.confidence = None
 
     def _flow(self, source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Backward flow target -> source (grey, working size) and the trust in it."""
+        """Backward flow target -> source (grey, working size) and the trust in it, measured
+        at `flow_scale` of the size (a quarter of the cost at 0.5; the flow of walkers and
+        of a still room needs no finer grid) and brought back to the working size."""
         h, w = source.shape
-        if self._tracker is None or self._tracker.size != (w, h):
-            self._tracker = FlowTracker((w, h), preset=self.preset, fb_check=self.fb_check, deadband=0.0)
+        fw, fh = max(16, round(w * self.flow_scale)), max(16, round(h * self.flow_scale))
+        if (fw, fh) != (w, h):
+            source, target = (cv2.resize(g, (fw, fh), interpolation=cv2.INTER_AREA) for g in (source, target))
+        if self._tracker is None or self._tracker.size != (fw, fh):
+            self._tracker = FlowTracker((fw, fh), preset=self.preset, fb_check=self.fb_check, deadband=0.0)
         r = self._tracker.measure(source, target)
-        return r.flow, r.confidence
+        if (fw, fh) == (w, h):
+            return r.flow, r.confidence
+        flow = cv2.resize(r.flow, (w, h), interpolation=cv2.INTER_LINEAR) * np.float32(w / fw)
+        return flow, cv2.resize(r.confidence, (w, h), interpolation=cv2.INTER_LINEAR)
 
     def _moved(self, detail: np.ndarray, source: np.ndarray | None, target: np.ndarray | None) -> np.ndarray:
         """`detail` made on the frame `source` moved onto `target` (grey pictures), faded
