@@ -29,7 +29,7 @@ from tqdm import tqdm
 from live import config
 from live.dream import DreamEngine
 from live.dream.clip import ClipDreamer, ClipReader, working_size
-from live.dream.temporal.flow import PRESETS, warp_image
+from live.dream.temporal.flow import PRESETS, camera_shift, shift_image, warp_image
 from .dream import load_model
 from .sheet import contact_sheet
 
@@ -40,11 +40,6 @@ STILL_WINDOW = (2.0, 0.5)                          # seconds before, after
 
 def grey(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.cvtColor(cv2.resize(img, size, interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
-
-
-def camera_shift(flow: np.ndarray) -> np.ndarray:
-    """The camera's own motion as one translation: the median flow."""
-    return np.median(flow[::4, ::4].reshape(-1, 2), axis=0).astype(np.float32)
 
 
 def motion_masks(clip: str, size: tuple[int, int], fps: float, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -64,9 +59,7 @@ def motion_masks(clip: str, size: tuple[int, int], fps: float, limit: int | None
             else:
                 f = dis.calc(g, prev, None)
                 sh = camera_shift(f)
-                m = np.float32([[1, 0, sh[0]], [0, 1, sh[1]]])
-                shifted = cv2.warpAffine(prev, m, g.shape[::-1], flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                                         borderMode=cv2.BORDER_REPLICATE)
+                shifted = shift_image(prev, sh)
                 mag = cv2.magnitude(f[..., 0] - sh[0], f[..., 1] - sh[1])
                 chg = cv2.GaussianBlur(cv2.absdiff(g, shifted).astype(np.float32), (0, 0), 1.5 * k)
             mv = ((mag > MOVING_PX * k) & (chg > CHANGE)).astype(np.uint8)
