@@ -77,8 +77,6 @@ class Layer:
 class Compositor:
     """Draws live + dream (+ HUD, help, notices) onto a target surface."""
 
-    RECOMPOSE_U = 0.2    # a crossfade step worth composing again for, when no camera frame came
-
     def __init__(self, font_px: int | None = None):
         self.panels = Panels(font_px)
         self.live = Layer()
@@ -89,11 +87,12 @@ class Compositor:
         self._arrived = 0.0
         self._interval = 0.1                         # EMA of time between dreams (crossfade length)
         self._key: tuple | None = None               # (target size, scale, mirror, live size)
-        self._composed: tuple | None = None          # (blend, u) of the picture on the live layer
+        self._blend: float | None = None             # the blend the live layer's picture was composed with
         self._crop = (0.0, 0.0, 1.0, 1.0)
         self.rect = pygame.Rect(0, 0, 1, 1)
         self._template: pygame.Surface | None = None
         self._dirty = False
+        self._dream_dirty = False
 
     # -- pictures -------------------------------------------------------------------------
     def set_live(self, img: np.ndarray) -> None:
@@ -103,7 +102,7 @@ class Compositor:
     def set_dream(self, dream: DreamFrame | None, now: float | None = None) -> None:
         """A new dream (None = no dream available: show the live picture)."""
         now = time.monotonic() if now is None else now
-        self._dirty = True
+        self._dream_dirty = True
         if dream is None:
             self._dream, self._dreams = None, 0
             return
@@ -115,8 +114,7 @@ class Compositor:
         self._dreams += 1
 
     def _refresh(self, target: pygame.Surface, view: View, now: float) -> None:
-        """Compose and upload when something new arrived (or the blend or crossfade moved
-        on); re-place everything when the screen, the scale mode, the mirror or the live
+        """Compose and upload when something new arrived (or the blend changed); re-place everything when the screen, the scale mode, the mirror or the live
         picture's size changed."""
         live = self._live_img
         key = (target.get_size(), view.scale, view.mirror, live.shape[:2])
@@ -125,14 +123,16 @@ class Compositor:
             self._template = target
             self._crop, self.rect = placement((live.shape[1], live.shape[0]), target.get_size(), view.scale)
             self._key = key
+        # composing costs a flow and an upscale: once per camera frame, not per display
+        # frame; the crossfade moves on with the camera's frames. A new dream alone is
+        # composed at once only when it would show at once (no crossfade, or no camera
+        # frame came during its whole fade: frozen)
         u = self.crossfade_weight(view, now)
-        old = self._composed
-        moved = old is None or old[0] != view.blend or (old[1] < 1.0 and u - old[1] >= min(self.RECOMPOSE_U, 1.0 - old[1]))
-        if all_new or self._dirty or moved:
+        if all_new or self._dirty or self._blend != view.blend or (self._dream_dirty and u >= 1.0):
             picture = self.overlay.compose(live, self._dream, view.blend, u)
             self.live.update(picture, self._crop, self.rect, self._template, view.mirror)
-            self._composed = (view.blend, u)
-            self._dirty = False
+            self._blend = view.blend
+            self._dirty = self._dream_dirty = False
 
     # -- drawing --------------------------------------------------------------------------
     def draw(self, target: pygame.Surface, view: View, hud_lines: tuple[str, ...] = (),

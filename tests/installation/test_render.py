@@ -77,9 +77,11 @@ def test_no_dream_shows_the_live_picture():
 
 
 def test_crossfade_between_successive_dreams():
+    """The newest dream fades in over the previous one as camera frames come in."""
     target = pygame.Surface((64, 48), 0, 32)
     comp = Compositor()
-    comp.set_live(solid((100, 100, 100)))
+    live = solid((100, 100, 100))
+    comp.set_live(live)
     comp.set_dream(dream_of((100, 100, 200)), now=0.0)
     comp.set_dream(dream_of((100, 200, 100)), now=0.1)    # 10 Hz dream
     view = View(blend=1.0, mirror=False, crossfade=True)
@@ -87,11 +89,16 @@ def test_crossfade_between_successive_dreams():
     assert close(px(target, 10, 10), (100, 100, 200))     # just arrived: still the previous one
     u = comp.crossfade_weight(view, 0.1 + comp._interval / 2)
     comp.draw(target, view, now=0.1 + comp._interval / 2)
+    assert close(px(target, 10, 10), (100, 100, 200))     # no new camera frame: nothing composed
+    comp.set_live(live)
+    comp.draw(target, view, now=0.1 + comp._interval / 2)
     assert 0.3 < u < 0.7
     mid = px(target, 10, 10)
     assert 120 < mid[1] < 180 and 120 < mid[2] < 180      # between the two
+    comp.set_live(live)
     comp.draw(target, view, now=5.0)
     assert close(px(target, 10, 10), (100, 200, 100))     # faded in completely
+    comp.set_live(live)
     comp.draw(target, View(blend=1.0, mirror=False, crossfade=False), now=0.1)
     assert close(px(target, 10, 10), (100, 200, 100))     # crossfade off: the newest at once
 
