@@ -125,3 +125,43 @@ def test_engine_carries_the_residual_along_the_flow(backbone, scene):
     unmoved = (carried - old)[m].abs().mean()
     assert with_flow < 0.25 * unmoved
     assert out.shape == (H, W, 3) and float((carried + base).min()) >= -1e-6
+
+
+def _flat_and_textured(seed: int = 0) -> np.ndarray:
+    """A picture whose left half is a flat wall (weak texture: DIS guesses there)."""
+    img = natural_image(W, H, seed=5)
+    img[:, : W // 2] = 128
+    return img
+
+
+def _noisy(img: np.ndarray, rng: np.random.Generator, sigma: float = 2.0) -> np.ndarray:
+    return np.clip(img + rng.normal(0, sigma, img.shape), 0, 255).astype(np.uint8)
+
+
+def test_a_still_wall_keeps_its_trust_through_sensor_noise():
+    """Sensor noise on a flat wall: DIS's forward and backward flows disagree there, but
+    "it did not move" explains the wall within the noise, so the dream keeps its trust
+    (without that second explanation the wall's trust drops)."""
+    rng = np.random.default_rng(0)
+    wall = _flat_and_textured()
+    frames = [_noisy(wall, rng) for _ in range(6)]
+    trust = {}
+    for stay in (False, True):
+        tracker = FlowTracker((W, H), preset="ultrafast", stay=stay)
+        confs = [r.confidence for r in map(tracker.update, frames) if r is not None]
+        trust[stay] = float(np.mean([c[8:-8, 8:W // 2 - 8].mean() for c in confs]))
+        flow = tracker.last.flow[8:-8, 8:W // 2 - 8]
+    assert trust[True] > 0.97 and trust[True] >= trust[False]
+    assert np.percentile(np.abs(flow), 95) < 0.3               # the wall stays put
+
+
+def test_a_panned_wall_moves_with_the_camera():
+    """The second explanation is the camera's own motion, not zero: a flat wall in a pan
+    moves with the rest of the picture."""
+    rng = np.random.default_rng(1)
+    wall = _flat_and_textured()
+    tracker = FlowTracker((W, H), preset="ultrafast")
+    tracker.update(_noisy(wall, rng))
+    r = tracker.update(_noisy(shifted(wall, 3, 0), rng))
+    flow = r.flow[10:-10, 10:W // 2 - 10]
+    assert np.median(flow[..., 0]) == pytest.approx(-3, abs=0.3)
