@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from typing import Callable, Protocol
 
 import numpy as np
-import torch
 
 from . import STARTED
 from .adaptive import AdaptiveSize, fit_aspect
 from .capture import Frame, Slot
 from .dream import DreamEngine, DreamSettings
+from .dream.gpu import is_out_of_memory, release_memory
 from .dream.images import noise, resize_image, zoom
 from .dream.temporal.coherent import TemporalDream
 from .dream.temporal.flow import grey
@@ -306,7 +306,7 @@ class Dreamer(threading.Thread):
                     break
                 self.faults += 1
                 fault = f"{type(exc).__name__}: {exc}"
-                out_of_memory = isinstance(exc, torch.cuda.OutOfMemoryError)
+                out_of_memory = is_out_of_memory(exc)  # PyTorch's, ONNX Runtime's, cuDNN's, cuBLAS's
                 if fault != last_error and not out_of_memory:  # once per fault, not once per retry
                     log.error("dream step failed (%s); showing the live picture and restarting the engine", fault,
                               exc_info=not isinstance(exc, FloatingPointError))  # non-finite: no code to point at
@@ -329,8 +329,10 @@ class Dreamer(threading.Thread):
             self.engine.close()  # stopped, or woke up after the watchdog replaced it: no hooks left behind
 
     def _out_of_memory(self) -> bool:
-        """CUDA out of memory: a smaller working size for the rest of the run, a fresh
-        engine at once. False at the smallest size (then it is an ordinary fault)."""
+        """Out of device memory: a smaller working size for the rest of the run, a fresh
+        engine at once. False at the smallest size (then it is an ordinary fault). The old
+        engine is let go (and collected) before the allocator's cache is emptied, so its
+        memory really goes back."""
         old = self.adaptive.size
         new = self.adaptive.step_down_for_memory()
         if new is None:
@@ -338,8 +340,7 @@ class Dreamer(threading.Thread):
         log.warning("CUDA out of memory at %dx%d; working size down to %dx%d for the rest of this run",
                     *old, *new)
         self._restart()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        release_memory()
         return True
 
     def _restart(self) -> None:
@@ -348,6 +349,7 @@ class Dreamer(threading.Thread):
         wrapper holds it in a reference cycle: weeks of occasional faults must not pile
         up engines (the soak with --fault-every showed ~1 MB per restart without it)."""
         old, self.engine = self.engine, None
+        self._temporal = None  # it holds the engine too (and its flow history belongs to it)
         self._applied = None
         self._feedback = None
         if old is not None:

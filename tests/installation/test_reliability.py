@@ -261,6 +261,40 @@ def test_cuda_out_of_memory_steps_the_working_size_down_and_carries_on(backbone,
     assert ad.step_down_for_memory() is None                              # at the bottom: an ordinary fault
 
 
+def test_onnx_runtime_out_of_memory_is_out_of_memory_and_the_old_engine_is_gone_first(backbone, monkeypatch):
+    """ONNX Runtime's arena failure (its own exception class, its own words) steps the
+    size down like PyTorch's OutOfMemoryError; the failed engine, held by the temporal
+    wrapper too, is collected before the allocator's cache is emptied."""
+    from onnxruntime.capi.onnxruntime_pybind11_state import RuntimeException
+    from live.dream.temporal.coherent import TemporalDream
+    state = State.from_config(cfg())
+    first: list[weakref.ref] = []
+
+    def oom_once(size, s):
+        eng = DreamEngine(backbone, layer=s.layer, size=size, strength=s.strength, objective=s.objective,
+                          precision="fp32", backend="torch", seed=0)
+        if not first:
+            first.append(weakref.ref(eng))
+
+            def boom(*a, **k):
+                raise RuntimeException("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Non-zero status code returned "
+                                       "while running Conv node. BFCArena::AllocateRawInternal Failed to allocate "
+                                       "memory for requested buffer of size 52428800")
+            eng.dream = boom
+        return eng
+
+    alive_at_release: list[bool] = []
+    monkeypatch.setattr("live.dreamer.release_memory", lambda: alive_at_release.append(first[0]() is not None))
+    frames: Slot[Frame] = Slot()
+    dreamer = Dreamer(oom_once, frames, state, cfg("dream.size=[128, 96]", "dream.adaptive=true",
+                                                   "dream.target_steps_per_second=0.5").dream, temporal=TemporalDream)
+    puts = record_puts(dreamer.dreams)
+    run_dreamer(dreamer, frames, natural_image(128, 96), lambda: len(puts) >= 2)
+    assert alive_at_release == [False]                                    # released after the engine was gone
+    assert puts[0].size == (104, 80) and puts[0].image is not None        # one size down, dreaming on
+    assert dreamer.adaptive.floor == 1 and dreamer.faults == 1
+
+
 def test_non_finite_values_are_logged_and_the_engine_restarted_and_freed(backbone, caplog):
     state = State.from_config(cfg())
     built: list[weakref.ref] = []   # weak: the test must not keep the failed engine alive itself
