@@ -85,13 +85,17 @@ class DreamStep(nn.Module):
                      transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
         """d objective / d x before normalisation, so a tiled render can sum tiles and
         normalise once. `transform` (e.g. a random rescale) runs inside the graph, so the
-        gradient comes back through it exactly."""
+        gradient comes back through it exactly. Only the network runs under autocast: the
+        objective is computed in fp32 (an fp16 matmul of the guide overflows), and under
+        fp16 the loss is scaled so the backward pass stays in fp16's range (see loss_scale)."""
         with torch.enable_grad():
             x = x.detach().requires_grad_(True)
             with self._autocast(x):
-                loss = self.objective(self.tap(transform(x) if transform is not None else x))
-            (g,) = torch.autograd.grad(loss, x)
-        return g.float()
+                acts = self.tap(transform(x) if transform is not None else x)
+            loss = self.objective(acts)
+            scale = loss_scale(acts, self.autocast_dtype)
+            (g,) = torch.autograd.grad(loss * scale if scale != 1.0 else loss, x)
+        return g.float() / scale if scale != 1.0 else g.float()
 
     def forward(self, x: torch.Tensor, strength: torch.Tensor | float) -> torch.Tensor:
         return (x + strength * self.gradient(x)).clamp(0.0, 1.0)
@@ -104,13 +108,29 @@ class DreamStep(nn.Module):
         self.tap.close()
 
     def value(self, x: torch.Tensor) -> float:
-        with torch.no_grad(), self._autocast(x):
-            return float(self.objective(self.tap(x)))
+        with torch.no_grad():
+            with self._autocast(x):
+                acts = self.tap(x)
+            return float(self.objective(acts))
 
     def _autocast(self, x: torch.Tensor):
         if self.autocast_dtype is None:
             return nullcontext()
         return torch.autocast(x.device.type, dtype=self.autocast_dtype)
+
+
+def loss_scale(acts: dict[str, torch.Tensor], dtype: torch.dtype | None) -> float:
+    """The factor the loss is multiplied by before the backward pass (and the gradient
+    divided by after, in fp32). Objectives are means over many activations, so each
+    activation's gradient is about 1/count: at a shallow layer of a large picture or tile
+    (millions of values) that falls below fp16's smallest normal number (6e-5) and is
+    flushed. A power of two near count/16 brings each activation's gradient to about its
+    activation's size, far from fp16's top (65504). Exact (powers of two), computed from
+    shapes only (no host sync), 1 outside fp16 (bf16 has fp32's range)."""
+    if dtype != torch.float16 or not acts:
+        return 1.0
+    count = max(t.numel() for t in acts.values())
+    return float(2 ** min(24, max(0, count.bit_length() - 5)))
 
 
 def make_step(backbone: Backbone, layer: str, objective: str = "amplify", grad_norm: str = "mean",
