@@ -17,10 +17,10 @@ import numpy as np
 import torch
 
 from models import Backbone
-from . import backends, objectives as obj
+from . import backends, gpu, objectives as obj
 from .backends.auto import Meter, precision_for
 from .backends.pool import Build, StepPool, build_step
-from .images import to_image, to_tensor
+from .images import to_image, to_image_checked, to_tensor
 from .prior import jitter_offsets, roll
 from .settings import DreamSettings, check
 from .step import DreamStep, LayerTap
@@ -51,6 +51,7 @@ class DreamEngine:
         `meter` (how a step is built, how auto's trial is timed) are there for tests."""
         self.backbone = backbone
         self.device = backbone.device
+        gpu.prepare(self.device)
         self._rng = random.Random(seed)
         self._tap: LayerTap | None = None
         self._torch_step: DreamStep | None = None
@@ -219,15 +220,15 @@ class DreamEngine:
             x = start + self._map(gain) * (x - start)
         if self.momentum > 0.0:
             x = self._smooth_step(start, x)
-        if not bool(torch.isfinite(x).all()):
+        out, finite = to_image_checked(x)  # the one wait for the device per frame
+        if not finite:
             if not self._nonfinite_logged:
                 log.warning("dream produced non-finite values; resetting the carried dream")
                 self._nonfinite_logged = True
             self.reset()
-            x = base
+            out = to_image(base)
         else:
             self.residual = x - base
-        out = to_image(x)
         self.last_ms = (time.perf_counter() - t0) * 1000
         return out
 

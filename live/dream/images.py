@@ -10,6 +10,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .gpu import upload
+
 
 def fit_aspect(size: tuple[int, int], aspect: float) -> tuple[int, int]:
     """The working size with `size`'s pixel count (the compute budget) and the picture's
@@ -32,13 +34,22 @@ def to_tensor(img: np.ndarray, device: torch.device, size: tuple[int, int] | Non
     channels_last like the networks' weights."""
     if size is not None:
         img = resize_image(img, size)
-    t = torch.from_numpy(np.ascontiguousarray(img)).to(device)
+    t = upload(img, device)  # on CUDA: pinned, asynchronous
     return t.permute(2, 0, 1).unsqueeze(0).float().div_(255.0).contiguous(memory_format=torch.channels_last)
 
 
 def to_image(x: torch.Tensor) -> np.ndarray:
     """(1,3,h,w) in [0,1] -> uint8 h x w x 3 RGB on the host (the one copy out)."""
     return x[0].mul(255.0).round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous().cpu().numpy()
+
+
+def to_image_checked(x: torch.Tensor) -> tuple[np.ndarray, bool]:
+    """to_image(x), and whether x was finite everywhere, in one copy to the host: on CUDA
+    asking the second question separately would be a second wait for the device."""
+    finite = torch.isfinite(x).all().to(torch.uint8).reshape(1)
+    img = x[0].mul(255.0).round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous()
+    packed = torch.cat((img.reshape(-1), finite)).cpu().numpy()
+    return packed[:-1].reshape(img.shape), bool(packed[-1])
 
 
 def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

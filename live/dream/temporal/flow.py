@@ -19,6 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..gpu import upload
+
 log = logging.getLogger(__name__)
 
 PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
@@ -110,7 +112,8 @@ class ResidualWarp:
 
     def __init__(self, mode: str = "bicubic"):
         self.mode = mode
-        self._base: dict[tuple, torch.Tensor] = {}
+        self._base: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._uploaded: tuple | None = None  # (flow, confidence, device, their tensors)
 
     def __call__(self, x: torch.Tensor, flow: np.ndarray, confidence: np.ndarray | None = None) -> torch.Tensor:
         _, _, h, w = x.shape
@@ -119,14 +122,31 @@ class ResidualWarp:
         key = (h, w, x.device)
         if key not in self._base:
             xs, ys = _pixel_grid(h, w)
-            self._base[key] = torch.from_numpy(np.stack([xs, ys], -1)).to(x.device)
-        scale = torch.tensor([2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)], device=x.device)
-        pos = self._base[key] + torch.from_numpy(np.ascontiguousarray(flow, np.float32)).to(x.device)
-        grid = (pos * scale - 1.0).unsqueeze(0)
+            scale = torch.tensor([2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)], device=x.device)
+            self._base[key] = (upload(np.stack([xs, ys], -1), x.device), scale)
+        base, scale = self._base[key]
+        flow_t, conf_t = self._upload(flow, confidence, x.device)
+        grid = ((base + flow_t) * scale - 1.0).unsqueeze(0)
         out = F.grid_sample(x.float(), grid, mode=self.mode, padding_mode="zeros", align_corners=True)
-        if confidence is not None:
-            out = out * torch.from_numpy(np.ascontiguousarray(confidence, np.float32)).to(x.device)
+        if conf_t is not None:
+            out = out * conf_t
         return out.to(x.dtype).contiguous(memory_format=torch.channels_last)
+
+    def _upload(self, flow: np.ndarray, confidence: np.ndarray | None,
+                device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Flow and confidence on the device, in one upload per frame: the engine warps the
+        residual and the momentum along the same flow."""
+        last = self._uploaded
+        if last is not None and last[0] is flow and last[1] is confidence and last[2] == device:
+            return last[3], last[4]
+        if confidence is None:
+            both, conf_t = upload(np.asarray(flow, np.float32), device), None
+            flow_t = both
+        else:
+            both = upload(np.concatenate([flow, confidence[..., None]], -1).astype(np.float32, copy=False), device)
+            flow_t, conf_t = both[..., :2], both[..., 2]
+        self._uploaded = (flow, confidence, device, flow_t, conf_t)  # holding the arrays keeps their ids unique
+        return flow_t, conf_t
 
 
 class FlowTracker:
