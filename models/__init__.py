@@ -39,6 +39,7 @@ class Backbone:
     _std: torch.Tensor = field(init=False, repr=False)
     _channels: dict[str, int] | None = field(default=None, init=False, repr=False)
     _fingerprint: str | None = field(default=None, init=False, repr=False)
+    _cpu: "Backbone | None" = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._mean = torch.tensor(self.mean, device=self.device).view(1, 3, 1, 1)
@@ -89,6 +90,24 @@ class Backbone:
                 h.update(t.detach().cpu().contiguous().numpy().tobytes())
             self._fingerprint = h.hexdigest()
         return self._fingerprint
+
+    def on_cpu(self) -> "Backbone":
+        """This network on the CPU (itself when it is there). Exports are traced and
+        validated there whatever device dreams: the file does not depend on the device,
+        and on CUDA TF32 convolutions on both sides would fail the CPU-calibrated
+        tolerance. A registry model is loaded afresh from its weights (the device's copy is
+        never read), checked to be the same by content; any other network is copied."""
+        if self.device.type == "cpu":
+            return self
+        if self._cpu is None:
+            twin = load(self.name, "cpu") if self.name in _REGISTRY and _REGISTRY[self.name].has_weights() else None
+            if twin is None or twin.fingerprint() != self.fingerprint():
+                import copy
+                net = copy.deepcopy(self.net).cpu()
+                twin = Backbone(self.name, net, self.layers, self.default_layer, self.classes, self.input_size,
+                                self.mean, self.std, torch.device("cpu"))
+            self._cpu = twin
+        return self._cpu
 
     def class_index(self, name_or_index: str | int) -> int:
         """ImageNet class by index or (case-insensitive, unique-prefix) name."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+import models
+
 from conftest import ONNX_LAYER as LAYER, ONNX_NORM as NORM, ONNX_SIZE as SIZE
 from live.cli import run
 from live.dream.backends import cache, validate
@@ -133,3 +135,27 @@ def test_new_export_prunes_stale_versions_of_the_same_step(tmp_path):
     cache.prune_stale(keep)
     assert keep.exists() and other.exists() and not stale.exists()
     assert stamps[0].exists() and not stamps[1].exists()
+
+
+def test_a_backbone_on_another_device_is_exported_and_validated_on_the_cpu(backbone, tmp_path):
+    """The backbone dreams on a device that holds no numbers at all ('meta', standing in
+    for CUDA): were any of the trace, the export or the validation run there, they could
+    not give a file that passes. The CPU copy is the registry's network, checked by content."""
+    import copy
+    from live.dream.backends import openvino as ovb
+    from live.dream.step import make_step
+    meta = models.Backbone(backbone.name, copy.deepcopy(backbone.net).to("meta"), backbone.layers,
+                           backbone.default_layer, backbone.classes, backbone.input_size, backbone.mean,
+                           backbone.std, torch.device("meta"))
+    meta._fingerprint = backbone.fingerprint()  # what a CUDA backbone's weights hash to ('meta' has none)
+    step = make_step(meta, "blocks.3", grad_norm="mean")
+    try:
+        exported = ob.export_step(meta, step, (64, 48), tmp_path / "step.onnx")
+        stamp = ovb.validate(exported.path, step, (64, 48), meta.device)
+    finally:
+        step.close()
+    assert exported.path.is_file() and all(d.ok() for d in exported.report.values())
+    assert "photo" in stamp
+    assert meta.on_cpu().device.type == "cpu" and meta.on_cpu() is meta.on_cpu()   # loaded once
+    assert sum(len(m._forward_hooks) for m in meta.on_cpu().net.modules()) == 0     # its hooks came off
+    assert backbone.on_cpu() is backbone

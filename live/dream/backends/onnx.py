@@ -18,7 +18,7 @@ from models import Backbone
 from ..files import atomic
 from ..step import DreamStep
 from .cache import cache_dir, cached_file, prune_stale
-from .trace import EXAMPLE_STRENGTH, ExportError, trace_step
+from .trace import EXAMPLE_STRENGTH, ExportError, on_cpu, trace_step
 from .validate import Diff, check, compare, describe
 
 log = logging.getLogger(__name__)
@@ -147,22 +147,24 @@ class Exported:
 
 
 def export_step(backbone: Backbone, step: DreamStep, size: tuple[int, int], path: Path) -> Exported:
-    """Trace, export, validate against PyTorch; the file is only left behind if it passes."""
+    """Trace, export, validate against PyTorch; the file is only left behind if it passes.
+    All of it on the CPU, whatever device the backbone dreams on (trace.on_cpu)."""
     t0 = time.perf_counter()
-    device = backbone.device
-    try:
-        gm = trace_step(step, size, device)
-        export_graph(gm, size, device, path)
-    except ExportError:
-        raise
-    except Exception as exc:
-        raise ExportError(f"ONNX export failed: {type(exc).__name__}: {exc}") from exc
-    try:
-        report = compare(OrtStep(path, device), step.fp32(), size, device)
-        check(report)
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
+    cpu = torch.device("cpu")
+    with on_cpu(step) as reference:
+        try:
+            gm = trace_step(reference, size, cpu)
+            export_graph(gm, size, cpu, path)
+        except ExportError:
+            raise
+        except Exception as exc:
+            raise ExportError(f"ONNX export failed: {type(exc).__name__}: {exc}") from exc
+        try:
+            report = compare(OrtStep(path, cpu), reference, size, cpu)
+            check(report)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
     if path.parent == cache_dir(CACHE):
         prune_stale(path)
     return Exported(path, report, time.perf_counter() - t0)

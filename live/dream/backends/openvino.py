@@ -25,7 +25,7 @@ from models import Backbone
 from ..step import DreamStep
 from . import onnx as ob
 from .cache import cache_dir
-from .trace import ExportError
+from .trace import ExportError, on_cpu
 from .validate import check, compare, describe
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,8 @@ def validate(onnx_path: Path, step: DreamStep, size: tuple[int, int], torch_devi
     on; on success leave a stamp, so the check runs once per file, version and device.
     Returns the differences."""
     device = pick_device(torch_device)
-    report = compare(OvStep(onnx_path, device), step.fp32(), size, torch_device)
+    with on_cpu(step) as reference:  # PyTorch's side on the CPU, as for the export
+        report = compare(OvStep(onnx_path, device), reference, size, torch.device("cpu"))
     check(report, f"the OpenVINO step ({device})")
     text = describe(report)
     stamp_path(onnx_path, device).write_text(text + "\n")

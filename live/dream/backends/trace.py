@@ -12,12 +12,13 @@ graph input, so changing it needs no new trace."""
 from __future__ import annotations
 
 from contextlib import contextmanager
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch.fx.experimental.proxy_tensor import disable_proxy_modes_tracing, make_fx
 
-from ..step import DreamStep
+from ..step import DreamStep, LayerTap
 
 aten = torch.ops.aten
 
@@ -201,3 +202,20 @@ def trace_step(step: DreamStep, size: tuple[int, int], device: torch.device) -> 
     if left:
         raise ExportError(f"no translation for {', '.join(sorted(set(map(str, left))))}")
     return gm.eval()
+
+
+@contextmanager
+def on_cpu(step: DreamStep) -> Iterator[DreamStep]:
+    """The same fp32 step (objective, normalisation) on the CPU copy of its network, with
+    hooks of its own, taken off again afterwards; the step itself when it is on the CPU.
+    Exports are traced and validated there (Backbone.on_cpu says why)."""
+    backbone = step.tap.backbone
+    cpu = backbone.on_cpu()
+    if cpu is backbone:
+        yield step.fp32()
+        return
+    twin = DreamStep(LayerTap(cpu, step.objective.layers), step.objective, step.grad_norm)
+    try:
+        yield twin
+    finally:
+        twin.close()
