@@ -95,3 +95,36 @@ def test_cuda_provider_only_when_cuda_is_there():
     assert providers == ["CPUExecutionProvider"]
     if not torch.cuda.is_available():  # asking onnxruntime-gpu for CUDA here would log an error
         assert ob._providers(torch.device("cuda")) == ["CPUExecutionProvider"]
+
+
+def test_onnx_step_binds_once_over_buffers_of_its_own(backbone, exported):
+    """IO binding is made once over buffers allocated at the graph's size; each call
+    copies the picture in and the result out, so a caller's tensors are never aliased."""
+    step = ob.OrtStep(exported.path, torch.device("cpu"))
+    binding, buffers = step._binding, (step._x.data_ptr(), step._out.data_ptr())
+    a = torch.rand(1, 3, SIZE[1], SIZE[0]).contiguous(memory_format=torch.channels_last)
+    b = torch.rand(1, 3, SIZE[1], SIZE[0])
+    first, second, again = step(a, 0.05), step(b, 0.05), step(a, 0.02)
+    assert step._binding is binding and (step._x.data_ptr(), step._out.data_ptr()) == buffers
+    assert first.data_ptr() not in buffers and (first - a).abs().mean() > 1e-3
+    fresh = ob.OrtStep(exported.path, torch.device("cpu"))
+    assert torch.equal(fresh(b, 0.05), second)                       # nothing left over from the call before
+    ratio = float((again - a).abs().mean() / (first - a).abs().mean())
+    assert 0.3 < ratio < 0.5                                           # the strength changed: 0.02 / 0.05
+    with pytest.raises(ValueError, match="dreams 160x120 pictures, not 96x72"):
+        step(torch.rand(1, 3, 72, 96), 0.05)
+
+
+def test_onnx_runtime_on_cuda_gets_a_stream_of_its_own(monkeypatch):
+    """What ONNX Runtime is told on CUDA (run for real only by make gpucheck): our own
+    stream's handle, never torch's default stream 0, which ORT reads as none."""
+    import onnxruntime as ort
+
+    class Stream:  # the one attribute _providers reads of torch.cuda.Stream
+        cuda_stream = 94558126913712
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    (name, options), cpu = ob._providers(torch.device("cuda", 1), Stream())
+    assert name == "CUDAExecutionProvider" and cpu == "CPUExecutionProvider"
+    assert options == {"device_id": "1", "has_user_compute_stream": "1", "user_compute_stream": "94558126913712"}
+    assert ob._providers(torch.device("cuda")) == ["CPUExecutionProvider"]   # no stream: never ORT's own syncing

@@ -75,20 +75,22 @@ def cpu_threads() -> int:
         return os.cpu_count() or 1
 
 
-def _providers(device: torch.device) -> list:
-    """CUDA EP only when CUDA is really there: onnxruntime-gpu logs a loud error otherwise."""
+def _providers(device: torch.device, stream: "torch.cuda.Stream | None" = None) -> list:
+    """CUDA EP only when CUDA is really there (onnxruntime-gpu logs a loud error
+    otherwise), computing on `stream`: a stream of our own, since ORT reads torch's
+    default stream (handle 0) as "no stream given" and then synchronises by itself."""
     import onnxruntime as ort
-    if device.type == "cuda" and torch.cuda.is_available() and \
+    if device.type == "cuda" and stream is not None and torch.cuda.is_available() and \
             "CUDAExecutionProvider" in ort.get_available_providers():
         # torch is imported first, so ORT finds torch's CUDA and cuDNN libraries loaded.
-        stream = torch.cuda.current_stream(device).cuda_stream
-        return [("CUDAExecutionProvider", {"device_id": device.index or 0,
-                                           "user_compute_stream": str(stream)}),
+        return [("CUDAExecutionProvider", {"device_id": str(device.index or 0),
+                                           "has_user_compute_stream": "1",
+                                           "user_compute_stream": str(stream.cuda_stream)}),
                 "CPUExecutionProvider"]
     return ["CPUExecutionProvider"]
 
 
-def make_session(path: Path, device: torch.device):
+def make_session(path: Path, device: torch.device, stream: "torch.cuda.Stream | None" = None):
     import onnxruntime as ort
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -96,17 +98,30 @@ def make_session(path: Path, device: torch.device):
     so.log_severity_level = 3  # warnings about unused initialisers are noise here
     # No busy-waiting between runs: the renderer and capture threads need the cores.
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), so, providers=_providers(device))
+    return ort.InferenceSession(str(path), so, providers=_providers(device, stream))
+
+
+def cuda_stream(device: torch.device) -> "torch.cuda.Stream | None":
+    """The stream the ONNX step computes on (None off CUDA)."""
+    if device.type != "cuda" or not torch.cuda.is_available():
+        return None
+    return torch.cuda.Stream(device)
 
 
 class OrtStep:
     """Callable like DreamStep: step(x, strength) -> x' (torch tensors on x's device).
-    IO binding hands ONNX Runtime torch's own buffers: no copies through numpy, and on
-    CUDA the picture never leaves the GPU."""
+    IO binding, made once, hands ONNX Runtime torch buffers allocated once at the
+    graph's size: no copies through numpy, and on CUDA the picture never leaves the GPU.
+
+    On CUDA, ONNX Runtime computes on a stream of our own (shared with it, see
+    _providers) ordered against the caller's stream with stream waits, and is told not to
+    synchronise at the end of a run: nothing here makes the host wait for the device."""
 
     def __init__(self, path: Path, device: torch.device, report: dict[str, Diff] | None = None):
+        import onnxruntime as ort
         self.path = Path(path)
-        self.session = make_session(self.path, device)
+        self.stream = cuda_stream(device)
+        self.session = make_session(self.path, device, self.stream)
         self.providers = self.session.get_providers()
         self.on_cuda = self.providers[0] == "CUDAExecutionProvider"
         self.device = device if self.on_cuda else torch.device("cpu")
@@ -114,28 +129,48 @@ class OrtStep:
             log.warning("onnxruntime has no usable CUDA provider here; the ONNX step runs on the CPU "
                         "(backend torch keeps the picture on the GPU)")
         self.report = report or {}
+        shape = tuple(self.session.get_inputs()[0].shape)
+        if len(shape) != 4 or not all(isinstance(d, int) for d in shape):
+            raise ExportError(f"{self.path.name}: the graph's picture has no fixed size ({shape})")
+        self.shape = shape
+        self._x = torch.empty(shape, dtype=torch.float32, device=self.device)
+        self._out = torch.empty_like(self._x)
         self._strength = torch.zeros((), dtype=torch.float32, device=self.device)
         self._strength_value: float | None = None
+        self._binding = self._bind()
+        self._options = ort.RunOptions()
+        if self.on_cuda:  # the caller's stream waits for ours instead
+            self._options.add_run_config_entry("disable_synchronize_execution_providers", "1")
+
+    def _bind(self):
+        kind, index = ("cuda", self.device.index or 0) if self.on_cuda else ("cpu", 0)
+        binding = self.session.io_binding()
+        binding.bind_input(INPUTS[0], kind, index, np.float32, self.shape, self._x.data_ptr())
+        binding.bind_input(INPUTS[1], kind, index, np.float32, (), self._strength.data_ptr())
+        binding.bind_output(OUTPUT, kind, index, np.float32, self.shape, self._out.data_ptr())
+        return binding
 
     def __call__(self, x: torch.Tensor, strength: torch.Tensor | float) -> torch.Tensor:
-        src = x.device
-        x = x.to(self.device, torch.float32).contiguous()
+        if tuple(x.shape) != self.shape:
+            raise ValueError(f"{self.path.name} dreams {self.shape[3]}x{self.shape[2]} pictures, "
+                             f"not {x.shape[-1]}x{x.shape[-2]}")
         value = float(strength)
+        if self.stream is None or not self.on_cuda:
+            self._run(x, value)
+            return self._out.clone().to(x.device)
+        caller = torch.cuda.current_stream(self.device)
+        self.stream.wait_stream(caller)       # x is ready
+        with torch.cuda.stream(self.stream):
+            self._run(x, value)
+        caller.wait_stream(self.stream)       # the result is ready for whatever comes next
+        return self._out.clone()              # on the caller's stream: the next run waits for it
+
+    def _run(self, x: torch.Tensor, value: float) -> None:
+        self._x.copy_(x)  # the engine's channels_last (or another device) -> the graph's layout
         if value != self._strength_value:
             self._strength.fill_(value)
             self._strength_value = value
-        out = torch.empty_like(x)
-        kind, index = ("cuda", self.device.index or 0) if self.on_cuda else ("cpu", 0)
-        binding = self.session.io_binding()
-        binding.bind_input(INPUTS[0], kind, index, np.float32, tuple(x.shape), x.data_ptr())
-        binding.bind_input(INPUTS[1], kind, index, np.float32, (), self._strength.data_ptr())
-        binding.bind_output(OUTPUT, kind, index, np.float32, tuple(out.shape), out.data_ptr())
-        if self.on_cuda:
-            binding.synchronize_inputs()
-        self.session.run_with_iobinding(binding)
-        if self.on_cuda:
-            binding.synchronize_outputs()
-        return out.to(src)
+        self.session.run_with_iobinding(self._binding, self._options)
 
 
 # -- the entry points -------------------------------------------------------------------
