@@ -96,8 +96,7 @@ class DreamEngine:
         return obj.parse(spec, layer, bb.layers, bb.class_index, bb.channels)
 
     def _ensure_step(self) -> backends.Step:
-        key = (self.layer, self.objective, self.precision, self.backend, self.grad_norm,
-               self.size if self.backend == "compile" else None)
+        key = (self.layer, self.objective, self.precision, self.backend, self.grad_norm)
         if key != self._key:
             self._close_tap()
             objective = self._parse(self.objective, self.layer)
@@ -142,10 +141,8 @@ class DreamEngine:
         speed is the real one? False while an export or compile is still under way."""
         step = self._ensure_step()
         size = tuple(size or self.size)
-        if isinstance(step, StepPool):
+        if hasattr(step, "ready"):  # StepPool, CompiledSteps: per size
             return step.ready(size)
-        if hasattr(step, "compiled"):
-            return step.compiled or step.error is not None
         return True
 
     def settled(self) -> bool:
@@ -159,10 +156,8 @@ class DreamEngine:
     def wait_ready(self, timeout: float | None = None) -> bool:
         """Block until the current size's step is built (tools and tests, never the live dream)."""
         step = self._ensure_step()
-        if isinstance(step, StepPool):
-            return step.wait(tuple(self.size), timeout)
-        if hasattr(step, "wait"):
-            step.wait(timeout)
+        if hasattr(step, "wait"):  # StepPool, CompiledSteps
+            step.wait(tuple(self.size), timeout)
         return self.ready()
 
     def current_step(self) -> backends.Step:
@@ -178,7 +173,7 @@ class DreamEngine:
         step = self._step
         if isinstance(step, StepPool):
             return step.last
-        if self.backend == "compile" and step is not None and not step.compiled:
+        if self.backend == "compile" and step is not None and not step.compiled_at(tuple(self.size)):
             return "torch"
         return self.backend
 
@@ -292,5 +287,5 @@ class DreamEngine:
         building = self._step.building() if isinstance(self._step, StepPool) else []
         return {"layer": self.layer, "objective": self.objective, "backend": running,
                 "setting": self.backend, "building": ", ".join(f"{w}x{h}" for w, h in building),
-                "device": self.device.type, "precision": self.precision if running == "torch" else "fp32",
+                "device": self.device.type, "precision": self.precision if running in ("torch", "compile") else "fp32",
                 "size": f"{self.size[0]}x{self.size[1]}", "ms": self.last_ms}

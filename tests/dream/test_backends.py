@@ -128,3 +128,39 @@ def test_onnx_runtime_on_cuda_gets_a_stream_of_its_own(monkeypatch):
     assert name == "CUDAExecutionProvider" and cpu == "CPUExecutionProvider"
     assert options == {"device_id": "1", "has_user_compute_stream": "1", "user_compute_stream": "94558126913712"}
     assert ob._providers(torch.device("cuda")) == ["CPUExecutionProvider"]   # no stream: never ORT's own syncing
+
+
+def test_compile_backend_keeps_the_steps_precision_and_compiles_each_size_once(backbone, photo):
+    """bf16 (the CPU's half precision; fp16 on CUDA is the same path) is traced into the
+    compiled graph; a size change compiles once, going back compiles nothing."""
+    from torch._dynamo.utils import counters
+    eng = DreamEngine(backbone, "blocks.0", size=(64, 48), backend="compile", precision="bf16", seed=0, jitter=0)
+    try:
+        assert eng.wait_ready(timeout=600)
+        steps = eng.current_step()
+        first = steps.steps[(64, 48)]
+        convs = {str(n.meta["val"].dtype) for n in first.graph.graph.nodes
+                 if n.op == "call_function" and n.target == torch.ops.aten.convolution.default}
+        assert "torch.bfloat16" in convs
+        x = torch.rand(1, 3, 48, 64).contiguous(memory_format=torch.channels_last)
+        eager = eng._torch_step(x, 0.02)
+        cosine = torch.nn.functional.cosine_similarity((first(x, 0.02) - x).flatten(), (eager - x).flatten(), dim=0)
+        assert cosine > 0.99, float(cosine)
+        assert eng.info["backend"] == "compile" and eng.info["precision"] == "bf16"
+        eng.configure(size=(80, 60))
+        assert eng.wait_ready(timeout=600) and eng.current_step() is steps   # the same backend, a new size
+        eng.dream(photo)
+        graphs = counters["stats"]["unique_graphs"]
+        eng.configure(size=(64, 48))
+        assert eng.ready() and eng.running == "compile"
+        eng.dream(photo)
+        assert sorted(steps.steps) == [(64, 48), (80, 60)] and steps.steps[(64, 48)] is first
+        assert counters["stats"]["unique_graphs"] == graphs                # back to a size: nothing compiled
+    finally:
+        eng.close()
+
+
+def test_compile_mode_is_cuda_graphs_only_on_cuda():
+    from live.dream.backends.compiled import compile_mode
+    assert compile_mode(torch.device("cuda", 0)) == "reduce-overhead"
+    assert compile_mode(torch.device("cpu")) is None

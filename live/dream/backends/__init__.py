@@ -42,8 +42,10 @@ def _openvino(backbone: Backbone, step: DreamStep, spec: StepSpec) -> Step:
 
 
 def _compile(backbone: Backbone, step: DreamStep, spec: StepSpec) -> Step:
-    from .compiled import CompiledStep
-    return CompiledStep(backbone, step, spec.size)
+    from .compiled import CompiledSteps
+    steps = CompiledSteps(backbone, step)
+    steps.want(spec.size)  # start compiling the working size now
+    return steps
 
 
 Factory = Callable[[Backbone, DreamStep, StepSpec], Step]

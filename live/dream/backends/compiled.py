@@ -1,11 +1,15 @@
 """The torch backend compiled: the traced dream step (the same aten graph the ONNX export
-uses, see trace.py) compiled by torch.compile/inductor, which fuses the
-clamps, masks and normalisation into few loops and prepacks the convolution weights.
-Measured here about 1.6x faster per step than eager torch (tools.bench, method "compile").
+uses, see trace.py, but in the step's own precision: fp16/bf16 autocast is traced into
+it) compiled by torch.compile/inductor, which fuses the clamps, masks and normalisation
+into few loops and prepacks the convolution weights. Measured here about 1.6x faster per
+step than eager torch (tools.bench, method "compile"). On CUDA it is compiled with
+mode="reduce-overhead": the step is replayed as one CUDA graph instead of hundreds of
+kernel launches, which at live sizes cost more than the kernels themselves.
 
 Compiling takes seconds (more the first time; inductor caches on disk), so it happens in a
 background thread while the eager step keeps dreaming; the compiled step takes over when
-ready. A layer or size change therefore never stalls the picture."""
+ready. One compiled step per working size, kept: a size change compiles once, and going
+back to a size never compiles again. A layer or size change never stalls the picture."""
 from __future__ import annotations
 
 import logging
@@ -20,16 +24,23 @@ from ..step import DreamStep
 from .trace import trace_step
 
 log = logging.getLogger(__name__)
+Size = tuple[int, int]
+
+
+def compile_mode(device: torch.device) -> str | None:
+    """CUDA graphs on CUDA; inductor's default elsewhere."""
+    return "reduce-overhead" if device.type == "cuda" else None
 
 
 class CompiledStep:
-    """Callable like DreamStep: step(x, strength) -> x'. Runs the eager step until the
-    compiled one is ready (or if compiling failed)."""
+    """Callable like DreamStep for one working size: step(x, strength) -> x'. Runs the
+    eager step until the compiled one is ready (or if compiling failed)."""
 
-    def __init__(self, backbone: Backbone, eager: DreamStep, size: tuple[int, int], background: bool = True):
+    def __init__(self, backbone: Backbone, eager: DreamStep, size: Size, background: bool = True):
         self.eager = eager
         self.size = size
         self.device = backbone.device
+        self.mode = compile_mode(self.device)
         self.error: Exception | None = None
         self.seconds = 0.0
         self._fn: Callable | None = None
@@ -37,8 +48,8 @@ class CompiledStep:
         self._strength = torch.zeros((), device=self.device)
         # Tracing runs the network with the step's hooks, so it happens here, in the
         # calling (dream) thread; only the compilation of the standalone graph is moved.
-        graph = trace_step(eager, size, self.device)
-        compiled = torch.compile(graph, dynamic=False)
+        self.graph = trace_step(eager, size, self.device, autocast=True)
+        compiled = torch.compile(self.graph, dynamic=False, mode=self.mode)
         if background:
             threading.Thread(target=self._build, args=(compiled,), name="dream-compile", daemon=True).start()
         else:
@@ -48,12 +59,14 @@ class CompiledStep:
         t0 = time.perf_counter()
         w, h = self.size
         try:
-            x = torch.rand(1, 3, h, w, device=self.device)
-            with torch.no_grad():
-                compiled(x, torch.tensor(0.01, device=self.device))
+            x = torch.rand(1, 3, h, w, device=self.device).contiguous(memory_format=torch.channels_last)
+            # The first call compiles. CUDA graphs are recorded on later calls, in the
+            # dream thread that replays them (cudagraph trees keep per-thread state).
+            self._run(compiled, x, 0.01)
             self._fn = compiled
             self.seconds = time.perf_counter() - t0
-            log.info("compiled dream step ready (%dx%d) after %.1f s", w, h, self.seconds)
+            log.info("compiled dream step ready (%dx%d%s) after %.1f s", w, h,
+                     f", {self.mode}" if self.mode else "", self.seconds)
         except Exception as exc:  # keep dreaming with the eager step
             self.error = exc
             log.warning("torch.compile failed, staying with the eager step: %s", exc)
@@ -69,11 +82,49 @@ class CompiledStep:
         self._ready.wait(timeout)
         return self.compiled
 
+    def _run(self, fn: Callable, x: torch.Tensor, strength: float) -> torch.Tensor:
+        self._strength.fill_(float(strength))  # a tensor input: new strengths never recompile
+        with torch.no_grad():
+            if self.mode is None:
+                return fn(x.contiguous(), self._strength)  # one layout: no recompiles on strides
+            # A CUDA graph's output lives in memory the next replay overwrites: a copy of it goes on.
+            torch.compiler.cudagraph_mark_step_begin()
+            return fn(x.contiguous(), self._strength).clone()
+
     def __call__(self, x: torch.Tensor, strength: torch.Tensor | float) -> torch.Tensor:
         fn = self._fn
         if fn is None:
             return self.eager(x, strength)
-        self._strength.fill_(float(strength))  # a tensor input: new strengths never recompile
-        with torch.no_grad():
-            return fn(x.contiguous(), self._strength)  # one layout: no recompiles on strides
+        return self._run(fn, x, strength)
 
+
+class CompiledSteps:
+    """The compile backend: a CompiledStep per working size, made when a size is first
+    dreamed (or wanted) and kept, so no size is ever compiled twice."""
+
+    def __init__(self, backbone: Backbone, eager: DreamStep, background: bool = True):
+        self.backbone = backbone
+        self.eager = eager
+        self.background = background
+        self.steps: dict[Size, CompiledStep] = {}
+
+    def want(self, size: Size) -> CompiledStep:
+        size = (int(size[0]), int(size[1]))
+        if size not in self.steps:
+            self.steps[size] = CompiledStep(self.backbone, self.eager, size, self.background)
+        return self.steps[size]
+
+    def compiled_at(self, size: Size) -> bool:
+        step = self.steps.get(tuple(size))
+        return step is not None and step.compiled
+
+    def ready(self, size: Size) -> bool:
+        """Compiled, or failed (the eager step stands in for good)."""
+        step = self.steps.get(tuple(size))
+        return step is not None and (step.compiled or step.error is not None)
+
+    def wait(self, size: Size, timeout: float | None = None) -> bool:
+        return self.want(size).wait(timeout)
+
+    def __call__(self, x: torch.Tensor, strength: torch.Tensor | float) -> torch.Tensor:
+        return self.want((x.shape[-1], x.shape[-2]))(x, strength)

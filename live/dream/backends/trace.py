@@ -163,7 +163,9 @@ def _mask_from_outputs(gm: torch.fx.GraphModule) -> int:
             inside = graph.call_function(aten.logical_and.default, (
                 graph.call_function(aten.gt.Scalar, (src, lo)),
                 graph.call_function(aten.lt.Scalar, (src, hi))))
-            mask = graph.call_function(aten._to_copy.default, (inside,), {"dtype": torch.float32})
+            val = grad.meta.get("val") if isinstance(grad, torch.fx.Node) else None
+            dtype = val.dtype if isinstance(val, torch.Tensor) else torch.float32  # fp16/bf16 graphs stay so
+            mask = graph.call_function(aten._to_copy.default, (inside,), {"dtype": dtype})
             return graph.call_function(aten.mul.Tensor, (grad, mask))
 
     return _rewrite(gm, aten.hardtanh_backward.default, masked)
@@ -188,12 +190,15 @@ def _fold_crops(gm: torch.fx.GraphModule) -> int:
     return _rewrite(gm, aten.constant_pad_nd.default, folded)
 
 
-def trace_step(step: DreamStep, size: tuple[int, int], device: torch.device) -> torch.fx.GraphModule:
-    """The fp32 dream step as an aten graph with no convolution_backward left in it."""
+def trace_step(step: DreamStep, size: tuple[int, int], device: torch.device, *,
+               autocast: bool = False) -> torch.fx.GraphModule:
+    """The dream step as an aten graph with no convolution_backward left in it: fp32
+    (what the exports run), or with `autocast` the step's own mixed precision, its casts
+    and fp16/bf16 convolutions written into the graph (what the compile backend runs)."""
     w, h = size
     x = torch.rand(1, 3, h, w, device=device)
     s = torch.tensor(EXAMPLE_STRENGTH, device=device)
-    step = step.fp32()
+    step = step if autocast else step.fp32()
     with _plain_global_pooling(step.tap.backbone.net), _whole_bilinear_upsampling():
         gm = make_fx(lambda image, strength: step(image, strength), decomposition_table=_decompositions())(x, s)
     _mask_from_outputs(gm)
