@@ -178,10 +178,17 @@ def available() -> tuple[str, ...]:
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        from .nvidia import warn_if_unusable
+        warn_if_unusable()  # a GPU PyTorch cannot use is said loudly, once
+        return torch.device("cpu")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ModelError("device 'cuda' was asked for but CUDA is not available here; use 'auto' or 'cpu'")
+        from .nvidia import unusable_gpu
+        why = unusable_gpu()
+        raise ModelError("device 'cuda' was asked for but CUDA is not available here"
+                         + (f" ({why})" if why else "") + "; use 'auto' or 'cpu'")
     return dev
 
 
