@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test setup system clean bench
+.PHONY: run test setup system clean bench gpucheck
 
 setup: $(STAMP)
 
@@ -37,6 +37,11 @@ test: $(STAMP) system
 
 bench: $(STAMP)
 	$(BIN)/python -m tools.bench --quick
+
+# The CUDA path proved on an NVIDIA machine: CUDA tests, each backend against the CPU,
+# the benchmark at fp16 and the live pipeline, as one table; one line (exit 0) elsewhere.
+gpucheck: $(STAMP)
+	SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy $(BIN)/python -m tools.gpucheck
 
 clean:
 	rm -rf $(VENV) out

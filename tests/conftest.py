@@ -39,9 +39,27 @@ def pytest_sessionfinish(session, exitstatus) -> None:
     shutil.rmtree(_CACHE, ignore_errors=True)
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """Tests marked `cuda` run only where PyTorch can use an NVIDIA GPU (make gpucheck)."""
+    if torch.cuda.is_available():
+        return
+    from models.nvidia import unusable_gpu
+    why = unusable_gpu() or "no NVIDIA GPU with CUDA here"
+    skip = pytest.mark.skip(reason=f"needs CUDA: {why} (make gpucheck runs these on an NVIDIA machine)")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def backbone() -> models.Backbone:
     return models.load("efficientnet_lite0", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def cuda_backbone() -> models.Backbone:
+    """The same network on the GPU (tests marked `cuda` only)."""
+    return models.load("efficientnet_lite0", device="cuda")
 
 
 def _hooks(bb: models.Backbone) -> int:

@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "with --quick out/bench so a quick run never replaces the full table)")
     p.add_argument("--model", default=models.DEFAULT_MODEL)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--precisions", help="comma-separated precisions to time (fp32, fp16, bf16; default all the "
+                                        "device has); the naive loop and the default are always timed")
     p.add_argument("--sizes", help="comma-separated WxH list (default 160x120,320x240,640x480)")
     p.add_argument("--layers", help="comma-separated layers (default: shallow, default and deep of the model)")
     p.add_argument("--rounds", type=int, help="interleaved timing rounds (default 7, quick 4)")
@@ -146,13 +148,40 @@ def count_flops(fn: Callable[[], object]) -> float:
     return counter.get_total_flops() / 1e9
 
 
-def methods_for(device: torch.device) -> list[tuple[str, str]]:
-    """(method, precision): the installation's default (auto, auto), then every backend
-    with each precision that exists on the device (the exported and compiled steps are
-    fp32 graphs; OpenVINO's bf16 failed validation here, see README)."""
-    half = "fp16" if device.type == "cuda" else "bf16"
-    return [(NAIVE, "fp32"), (DEFAULT, "auto"), ("torch", "fp32"), ("torch", half), ("onnx", "fp32"),
-            ("openvino", "fp32"), ("compile", "fp32")]
+def methods_for(device: torch.device, precisions: Sequence[str] | None = None) -> list[tuple[str, str]]:
+    """(method, precision): the naive loop, the installation's default (auto, auto), then
+    every backend with each precision that exists on the device (the exported steps are
+    fp32 graphs; OpenVINO's bf16 failed validation here, see README). On CUDA: fp16 and
+    bf16 autocast, eager and compiled (CUDA graphs), ONNX Runtime's CUDA provider; no
+    OpenVINO (it would run on the CPU). `precisions` keeps only those (and the first two)."""
+    if device.type == "cuda":
+        rows = [("torch", "fp32"), ("torch", "fp16"), ("torch", "bf16"), ("onnx", "fp32"),
+                ("compile", "fp32"), ("compile", "fp16"), ("compile", "bf16")]
+    else:
+        rows = [("torch", "fp32"), ("torch", "bf16"), ("onnx", "fp32"), ("openvino", "fp32"), ("compile", "fp32")]
+    rows = [r for r in rows if precisions is None or r[1] in precisions]
+    return [(NAIVE, "fp32"), (DEFAULT, "auto"), *rows]
+
+
+def step_timer(device: torch.device) -> Callable[[Callable[[], object]], float]:
+    """ms of one call. On CUDA between CUDA events on the stream (the device's time from
+    the call's first kernel to its last, not the host's launch overhead alone); on the
+    CPU the wall clock."""
+    if device.type == "cuda":
+        def timed(fn: Callable[[], object]) -> float:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            return start.elapsed_time(end)
+        return timed
+
+    def wall(fn: Callable[[], object]) -> float:
+        t0 = time.perf_counter()
+        fn()
+        return (time.perf_counter() - t0) * 1000
+    return wall
 
 
 def runs_on(eng: DreamEngine) -> str:
@@ -180,6 +209,7 @@ class Bench:
         self.naive_backbone = naive_backbone
         self.rounds = rounds
         self.steps = steps
+        self.timed = step_timer(backbone.device)
 
     def callables(self, layer: str, size: tuple[int, int], methods: list[tuple[str, str]],
                   notes: dict[str, str]) -> tuple[dict[str, Callable], list[Callable]]:
@@ -223,9 +253,7 @@ class Bench:
         for _ in range(self.rounds):
             for key, fn in calls.items():
                 for _ in range(self.steps):
-                    t0 = time.perf_counter()
-                    fn()
-                    times[key].append((time.perf_counter() - t0) * 1000)
+                    times[key].append(self.timed(fn))
                 bar.update(1)
         return times
 
@@ -264,7 +292,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if load_before and load_before[0] > 0.5 * facts["usable_cpus"]:
         print(f"note: load average {load_before} — other work is running; absolute times will be noisy")
 
-    methods = methods_for(backbone.device)
+    precisions = [p.strip() for p in args.precisions.split(",")] if args.precisions else None
+    if precisions and not set(precisions) <= {"fp32", "fp16", "bf16"}:
+        raise UsageError(f"--precisions {args.precisions}: choose among fp32, fp16, bf16")
+    methods = methods_for(backbone.device, precisions)
     bench = Bench(backbone, naive_backbone, rounds, args.steps)
     combos = [(layer, depth, size) for size in sizes for layer, depth in layers]
     rows: list[Row] = []
@@ -291,7 +322,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     goal = verdict(rows)
     meta = {"quick": args.quick, "rounds": rounds, "steps": args.steps, "seconds": round(time.perf_counter() - t_start, 1),
             "date": time.strftime("%Y-%m-%d %H:%M"), "load_before": load_before, "load_after": load_average(),
-            "model": backbone.name, "strength": STRENGTH, "jitter": JITTER}
+            "model": backbone.name, "strength": STRENGTH, "jitter": JITTER,
+            "timer": "CUDA events" if backbone.device.type == "cuda" else "wall clock"}
 
     print_table(rows)
     if goal:
