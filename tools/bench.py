@@ -152,10 +152,11 @@ def methods_for(device: torch.device, precisions: Sequence[str] | None = None) -
     """(method, precision): the naive loop, the installation's default (auto, auto), then
     every backend with each precision that exists on the device (the exported steps are
     fp32 graphs; OpenVINO's bf16 failed validation here, see README). On CUDA: fp16 and
-    bf16 autocast, eager and compiled (CUDA graphs), ONNX Runtime's CUDA provider; no
+    bf16 autocast, eager and compiled (CUDA graphs), ONNX Runtime's CUDA provider (fp32 and
+    the fp16 graph); no
     OpenVINO (it would run on the CPU). `precisions` keeps only those (and the first two)."""
     if device.type == "cuda":
-        rows = [("torch", "fp32"), ("torch", "fp16"), ("torch", "bf16"), ("onnx", "fp32"),
+        rows = [("torch", "fp32"), ("torch", "fp16"), ("torch", "bf16"), ("onnx", "fp32"), ("onnx", "fp16"),
                 ("compile", "fp32"), ("compile", "fp16"), ("compile", "bf16")]
     else:
         rows = [("torch", "fp32"), ("torch", "bf16"), ("onnx", "fp32"), ("openvino", "fp32"), ("compile", "fp32")]

@@ -280,6 +280,12 @@ class DreamEngine:
         x = img if isinstance(img, torch.Tensor) else to_tensor(img, self.device, self.size)
         return self._torch_step.value(x)
 
+    def _precision_of(self, running: str) -> str:
+        """Eager and compiled steps run the precision asked for, ONNX Runtime its fp16
+        graph for fp16; the other exported steps are fp32."""
+        keeps = running in ("torch", "compile") or (running == "onnx" and self.precision == "fp16")
+        return self.precision if keeps else "fp32"
+
     @property
     def info(self) -> dict:
         """What the HUD shows."""
@@ -287,5 +293,5 @@ class DreamEngine:
         building = self._step.building() if isinstance(self._step, StepPool) else []
         return {"layer": self.layer, "objective": self.objective, "backend": running,
                 "setting": self.backend, "building": ", ".join(f"{w}x{h}" for w, h in building),
-                "device": self.device.type, "precision": self.precision if running in ("torch", "compile") else "fp32",
+                "device": self.device.type, "precision": self._precision_of(running),
                 "size": f"{self.size[0]}x{self.size[1]}", "ms": self.last_ms}

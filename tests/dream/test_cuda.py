@@ -85,6 +85,22 @@ def test_onnx_runtime_on_cuda_shares_a_stream_and_never_waits(cuda_backbone, onn
     assert cosine(got - x, want - x) > 0.99
 
 
+def test_onnx_fp16_graph_on_cuda_follows_the_fp32_step(cuda_backbone):
+    eng = DreamEngine(cuda_backbone, "blocks.10", size=(320, 240), backend="onnx", precision="fp16",
+                      grad_norm="laplacian", seed=0)
+    try:
+        assert eng.wait_ready(timeout=900)
+        step = eng.current_step()
+        assert step.on_cuda and step.path.name.split("-")[-2].endswith("fp16")
+        x = torch.rand(1, 3, 240, 320, device="cuda")
+        c = cosine(step(x, 0.05) - x, eng._torch_step.fp32()(x, 0.05) - x)
+        eng.dream(np.zeros((240, 320, 3), np.uint8))
+        assert eng.info["backend"] == "onnx" and eng.info["precision"] == "fp16"
+    finally:
+        eng.close()
+    assert c > 0.97
+
+
 def test_compile_fp16_with_cuda_graphs_compiles_each_size_once(cuda_backbone, photo):
     from torch._dynamo.utils import counters
     eng = DreamEngine(cuda_backbone, "blocks.10", size=(320, 240), backend="compile", precision="fp16", seed=0)

@@ -159,3 +159,23 @@ def test_a_backbone_on_another_device_is_exported_and_validated_on_the_cpu(backb
     assert meta.on_cpu().device.type == "cpu" and meta.on_cpu() is meta.on_cpu()   # loaded once
     assert sum(len(m._forward_hooks) for m in meta.on_cpu().net.modules()) == 0     # its hooks came off
     assert backbone.on_cpu() is backbone
+
+
+def test_the_fp16_graph_exports_with_half_convolutions_and_validates_by_its_update(backbone, tmp_path):
+    """The optional fp16 graph (for ONNX Runtime on CUDA) is made and checked on the CPU:
+    fp16 autocast traced into it, its update close to the fp32 step's; a cache name of its
+    own, so neither file prunes the other."""
+    import onnx
+    step = make_step(backbone, "blocks.3", grad_norm="mean")
+    try:
+        exported = ob.export_step(backbone, step, (64, 48), tmp_path / "half.onnx", half=True)
+    finally:
+        step.close()
+    assert all(c.ok() and c.cosine > validate.HALF_COSINE for c in exported.report.values())
+    graph = onnx.load(str(exported.path)).graph
+    halves = [t for t in graph.initializer if t.data_type == onnx.TensorProto.FLOAT16]
+    assert len(halves) > 10                                                  # the convolution weights
+    assert [i.type.tensor_type.elem_type for i in graph.input] == [onnx.TensorProto.FLOAT] * 2  # fp32 in and out
+    full = ob.cache_path(backbone, "blocks.3", "amplify", (64, 48), "mean")
+    half = ob.cache_path(backbone, "blocks.3", "amplify", (64, 48), "mean", half=True)
+    assert full != half and full.name.split("-")[:-1] != half.name.split("-")[:-1]

@@ -48,7 +48,7 @@ def test_bench_has_half_precision_rows_on_cuda_and_times_with_events_there():
     assert {("torch", "fp16"), ("torch", "bf16"), ("compile", "fp16"), ("compile", "bf16")} <= set(on_cuda)
     assert ("openvino", "fp32") not in on_cuda
     assert bench.methods_for(cuda, ["fp16"]) == [("naive", "fp32"), ("auto", "auto"), ("torch", "fp16"),
-                                                 ("compile", "fp16")]
+                                                 ("onnx", "fp16"), ("compile", "fp16")]
     assert bench.methods_for(cpu) == [("naive", "fp32"), ("auto", "auto"), ("torch", "fp32"), ("torch", "bf16"),
                                       ("onnx", "fp32"), ("openvino", "fp32"), ("compile", "fp32")]  # as before
     assert "Event" in bench.step_timer(cuda).__code__.co_names

@@ -19,7 +19,7 @@ from ..files import atomic
 from ..step import DreamStep
 from .cache import cache_dir, cached_file, prune_stale
 from .trace import EXAMPLE_STRENGTH, ExportError, on_cpu, trace_step
-from .validate import Diff, check, compare, describe
+from .validate import Diff, check, check_half, compare, cosines, describe
 
 log = logging.getLogger(__name__)
 
@@ -177,26 +177,32 @@ class OrtStep:
 @dataclass
 class Exported:
     path: Path
-    report: dict[str, Diff]
+    report: dict  # name -> Diff (fp32 graph) or Cosine (fp16 graph)
     seconds: float
 
 
-def export_step(backbone: Backbone, step: DreamStep, size: tuple[int, int], path: Path) -> Exported:
+def export_step(backbone: Backbone, step: DreamStep, size: tuple[int, int], path: Path,
+                half: bool = False) -> Exported:
     """Trace, export, validate against PyTorch; the file is only left behind if it passes.
-    All of it on the CPU, whatever device the backbone dreams on (trace.on_cpu)."""
+    All of it on the CPU, whatever device the backbone dreams on (trace.on_cpu). `half`:
+    the fp16 graph (the step's fp16 autocast traced into it, for CUDA), validated by the
+    cosine of its update with the fp32 step's instead of the fp32 tolerance."""
     t0 = time.perf_counter()
     cpu = torch.device("cpu")
     with on_cpu(step) as reference:
+        traced = DreamStep(reference.tap, reference.objective, reference.grad_norm, torch.float16) if half else reference
         try:
-            gm = trace_step(reference, size, cpu)
+            gm = trace_step(traced, size, cpu, autocast=half)
             export_graph(gm, size, cpu, path)
         except ExportError:
             raise
         except Exception as exc:
             raise ExportError(f"ONNX export failed: {type(exc).__name__}: {exc}") from exc
         try:
-            report = compare(OrtStep(path, cpu), reference, size, cpu)
-            check(report)
+            run = OrtStep(path, cpu)
+            report = check_half(cosines(run, reference, size, cpu)) if half else compare(run, reference, size, cpu)
+            if not half:
+                check(report)
         except BaseException:
             path.unlink(missing_ok=True)
             raise
@@ -205,20 +211,22 @@ def export_step(backbone: Backbone, step: DreamStep, size: tuple[int, int], path
     return Exported(path, report, time.perf_counter() - t0)
 
 
-def cache_path(backbone: Backbone, layer: str, objective: str, size: tuple[int, int], grad_norm: str) -> Path:
-    """Where the export of this step is cached."""
-    return cached_file(CACHE, ".onnx", backbone, layer, objective, size, grad_norm, f"opset{OPSET}")
+def cache_path(backbone: Backbone, layer: str, objective: str, size: tuple[int, int], grad_norm: str,
+               half: bool = False) -> Path:
+    """Where the export of this step is cached (the fp16 graph under a name of its own)."""
+    return cached_file(CACHE, ".onnx", backbone, layer, objective, size, grad_norm + ("-fp16" if half else ""),
+                       f"opset{OPSET}")
 
 
 def prepare(backbone: Backbone, step: DreamStep, layer: str, objective: str,
-            size: tuple[int, int], grad_norm: str) -> Path:
+            size: tuple[int, int], grad_norm: str, half: bool = False) -> Path:
     """The cached, validated export of this step (exported and checked on first use)."""
-    path = cache_path(backbone, layer, objective, size, grad_norm)
+    path = cache_path(backbone, layer, objective, size, grad_norm, half)
     if not path.is_file():
         w, h = size
-        log.info("exporting the dream step to ONNX (%s %s, %s, %dx%d): first use, takes a few seconds",
-                 backbone.name, layer, objective, w, h)
-        exported = export_step(backbone, step, size, path)
+        log.info("exporting the dream step to ONNX (%s %s, %s, %dx%d%s): first use, takes a few seconds",
+                 backbone.name, layer, objective, w, h, ", fp16" if half else "")
+        exported = export_step(backbone, step, size, path, half)
         log.info("exported %s in %.1f s; matches PyTorch (%s)", path.name, exported.seconds,
                  describe(exported.report))
     return path

@@ -132,9 +132,10 @@ def on_disk(onnx_path: Path, torch_device: torch.device) -> bool:
 
 
 def prepare(backbone: Backbone, step: DreamStep, layer: str, objective: str,
-            size: tuple[int, int], grad_norm: str) -> Path:
+            size: tuple[int, int], grad_norm: str, half: bool = False) -> Path:
     """The validated ONNX file of this step for OpenVINO: exported (and checked under ONNX
-    Runtime) on first use, then checked under OpenVINO once."""
+    Runtime) on first use, then checked under OpenVINO once. Always the fp32 graph
+    (`half` is ONNX Runtime's; OpenVINO picks its own precision, asked for f32)."""
     path = ob.prepare(backbone, step, layer, objective, size, grad_norm)
     if not on_disk(path, backbone.device):
         log.info("openvino backend: validated %s (%s)", path.name, validate(path, step, size, backbone.device))

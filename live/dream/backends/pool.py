@@ -82,17 +82,17 @@ def build_step(backbone: Backbone, eager: DreamStep, pool: "StepPool", name: str
     child process when in the background, for all the pool's candidates at once), then
     loaded here."""
     mod = exported_module(name)
-    path = pool.path(size)
+    path = pool.path(size, name)
     if not mod.on_disk(path, backbone.device):
         if pool.background:
             job = {"model": backbone.name, "layer": pool.layer, "objective": pool.objective,
                    "grad_norm": pool.grad_norm, "size": list(size), "backends": list(pool.names),
-                   "expect": str(path)}
+                   "half": pool.half(name), "expect": str(path)}
             answer = run_child(job, pool.child_started)
             if name in answer["errors"] or "all" in answer["errors"]:
                 raise ExportError(answer["errors"].get(name) or answer["errors"]["all"])
         else:
-            mod.prepare(backbone, eager, pool.layer, pool.objective, size, pool.grad_norm)
+            mod.prepare(backbone, eager, pool.layer, pool.objective, size, pool.grad_norm, pool.half(name))
     return mod.load(path, backbone.device)
 
 
@@ -130,9 +130,13 @@ class StepPool:
         self._paused = False
         self._closed = False
 
-    def path(self, size: Size) -> Path:
+    def half(self, name: str) -> bool:
+        """ONNX Runtime runs the fp16 graph when fp16 is asked for (CUDA only); OpenVINO fp32."""
+        return name == "onnx" and self.precision == "fp16"
+
+    def path(self, size: Size, name: str = "onnx") -> Path:
         from .onnx import cache_path
-        return cache_path(self.backbone, self.layer, self.objective, size, self.grad_norm)
+        return cache_path(self.backbone, self.layer, self.objective, size, self.grad_norm, self.half(name))
 
     def key(self, size: Size) -> str:
         return decision_key(self.backbone, self.layer, self.objective, size, self.grad_norm, self.precision)

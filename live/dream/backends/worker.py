@@ -26,7 +26,8 @@ def run(job: dict) -> dict:
     torch.set_num_threads(1)  # the other core belongs to the dream
     backbone = models.load(job["model"], "cpu")
     size = tuple(job["size"])
-    path = ob.cache_path(backbone, job["layer"], job["objective"], size, job["grad_norm"])
+    half = bool(job.get("half"))  # the fp16 graph, for ONNX Runtime on CUDA
+    path = ob.cache_path(backbone, job["layer"], job["objective"], size, job["grad_norm"], half)
     if str(path) != job["expect"]:
         return {"ok": [], "errors": {"all": f"the child's network or code differs ({path.name} != "
                                             f"{os.path.basename(job['expect'])})"}}
@@ -36,7 +37,7 @@ def run(job: dict) -> dict:
         for name in job["backends"]:
             try:
                 exported_module(name).prepare(backbone, step, job["layer"], job["objective"], size,
-                                              job["grad_norm"])
+                                              job["grad_norm"], half and name == "onnx")
                 ok.append(name)
             except Exception as exc:  # reported to the parent, which keeps dreaming eagerly
                 errors[name] = f"{type(exc).__name__}: {exc}"
