@@ -17,11 +17,13 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+import torch
+
 import models
 from live.cli import Parser, UsageError, parse_size, run
 from live.dream.backends import onnx as ob
 from live.dream.backends import validate
-from live.dream.backends.trace import ExportError
+from live.dream.backends.trace import ExportError, on_cpu
 from live.dream.files import atomic, check_output
 from live.dream.prior import GRAD_NORMS
 from live.dream.step import DreamStep, make_step
@@ -36,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--objective", default="amplify", help="amplify | channel:N | class:NAME | LAYER:N, joined with +")
     p.add_argument("--grad-norm", default="mean", choices=GRAD_NORMS, help="gradient normalisation (default mean)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"),
-                   help="where to trace and validate (default cpu; the file runs anywhere)")
+                   help="where the network is loaded (default cpu); tracing and validating always "
+                        "happen on the CPU, and the file runs anywhere")
     p.add_argument("--out", required=True, metavar="FILE.onnx", help="where to write the exported step")
     p.add_argument("--fresh", action="store_true", help="export again even if the cache has this step")
     p.add_argument("-v", "--verbose", action="store_true", help="log what happens")
@@ -57,7 +60,9 @@ def export_or_check(backbone: models.Backbone, step: DreamStep, layer: str, size
               f"grad_norm {args.grad_norm}) ...", flush=True)
         exported = ob.export_step(backbone, step, size, cached)
         return cached, exported.report, f"exported in {exported.seconds:.1f} s"
-    report = validate.compare(ob.OrtStep(cached, backbone.device), step, size, backbone.device)
+    cpu = torch.device("cpu")
+    with on_cpu(step) as reference:  # checked on the CPU whatever --device, as the export is
+        report = validate.compare(ob.OrtStep(cached, cpu), reference, size, cpu)
     validate.check(report, "the cached export")
     return cached, report, "from the cache"
 
