@@ -119,9 +119,12 @@ class CompiledSteps:
         return step is not None and step.compiled
 
     def ready(self, size: Size) -> bool:
-        """Compiled, or failed (the eager step stands in for good)."""
+        """Nothing to wait for at `size`: compiled, failed (the eager step stands in for
+        good), or not started. A size is compiled when first dreamed (tracing needs the
+        dream thread's hooks, so sizes are not compiled ahead), the eager step standing in
+        meanwhile: adaptive quality may move there, and judges its speed once compiled."""
         step = self.steps.get(tuple(size))
-        return step is not None and (step.compiled or step.error is not None)
+        return step is None or step.compiled or step.error is not None
 
     def wait(self, size: Size, timeout: float | None = None) -> bool:
         return self.want(size).wait(timeout)
