@@ -153,6 +153,7 @@ def test_compile_backend_keeps_the_steps_precision_and_compiles_each_size_once(b
         graphs = counters["stats"]["unique_graphs"]
         eng.configure(size=(64, 48))
         assert eng.ready() and eng.running == "compile"
+        assert eng.ready((96, 72)) and (96, 72) not in steps.steps  # not started: adaptive may move there
         eng.dream(photo)
         assert sorted(steps.steps) == [(64, 48), (80, 60)] and steps.steps[(64, 48)] is first
         assert counters["stats"]["unique_graphs"] == graphs                # back to a size: nothing compiled
