@@ -234,7 +234,7 @@ class DreamEngine:
         h, w = self.size[1], self.size[0]
         if m.shape != (h, w):
             raise ValueError(f"motion map is {m.shape[1]}x{m.shape[0]} but the working size is {w}x{h}")
-        return torch.from_numpy(np.ascontiguousarray(m, np.float32))[None, None].to(self.device)
+        return gpu.upload(np.asarray(m, np.float32), self.device)[None, None]  # on CUDA: pinned, asynchronous
 
     def _carry(self, base: torch.Tensor, flow: np.ndarray | None, carry: float | torch.Tensor = 1.0) -> torch.Tensor:
         """New base + the carried residual: warped along `flow`, decayed, bounded by `limit`
