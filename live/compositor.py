@@ -114,8 +114,9 @@ class Compositor:
         self._dreams += 1
 
     def _refresh(self, target: pygame.Surface, view: View, now: float) -> None:
-        """Compose and upload when something new arrived (or the blend changed); re-place everything when the screen, the scale mode, the mirror or the live
-        picture's size changed."""
+        """Compose and upload when something new arrived (or the blend changed); re-place
+        everything when the screen, the scale mode, the mirror or the live picture's size
+        changed."""
         live = self._live_img
         key = (target.get_size(), view.scale, view.mirror, live.shape[:2])
         all_new = key != self._key or self._template is None or self._template.get_bitsize() != target.get_bitsize()

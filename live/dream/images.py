@@ -20,13 +20,15 @@ def fit_aspect(size: tuple[int, int], aspect: float) -> tuple[int, int]:
     return max(32, int(round(w / 8)) * 8), max(32, int(round(w / aspect / 8)) * 8)
 
 
-def resize_image(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """uint8 picture to (w, h): area-averaged when shrinking (no aliasing), linear up."""
+def resize_image(img: np.ndarray, size: tuple[int, int], interpolation: int | None = None) -> np.ndarray:
+    """A picture or map to (w, h), the same array when it is that size already. By default
+    area-averaged when shrinking (no aliasing), linear up; cubic keeps signed dream detail crisp."""
     w, h = size
     if img.shape[1] == w and img.shape[0] == h:
         return img
-    interp = cv2.INTER_AREA if img.shape[1] > w else cv2.INTER_LINEAR
-    return cv2.resize(img, (w, h), interpolation=interp)
+    if interpolation is None:
+        interpolation = cv2.INTER_AREA if img.shape[1] > w else cv2.INTER_LINEAR
+    return cv2.resize(img, (w, h), interpolation=interpolation)
 
 
 def to_tensor(img: np.ndarray, device: torch.device, size: tuple[int, int] | None = None) -> torch.Tensor:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ..images import resize_image
 from .flow import FlowTracker, grey, warp_image
 
 
@@ -39,13 +40,6 @@ class DreamFrame:
         d = self.image.astype(np.float32) - self.base.astype(np.float32)
         m = self.blend
         return d * (m[..., None] if isinstance(m, np.ndarray) else np.float32(m))
-
-
-def upscale(img: np.ndarray, size: tuple[int, int], interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
-    """`img` at `size` (w, h); the same array when it is that size already."""
-    if (img.shape[1], img.shape[0]) == tuple(size):
-        return img
-    return cv2.resize(img, tuple(size), interpolation=interpolation)
 
 
 class Overlay:
@@ -131,7 +125,7 @@ class Overlay:
         a = min(1.0, max(0.0, float(dream.attract)))
         if a > 0.0:   # attract: the dream is the fed-back zoom, not detail on this camera frame
             return _attract(current, dream, d, a * b, (1.0 - a) * b)
-        return cv2.add(current, upscale(d * b, (W, H), cv2.INTER_CUBIC), dtype=cv2.CV_8U)  # rounds, saturates
+        return cv2.add(current, resize_image(d * b, (W, H), cv2.INTER_CUBIC), dtype=cv2.CV_8U)  # rounds, saturates
 
 
 def _attract(current: np.ndarray, dream: DreamFrame, detail: np.ndarray, whole: float, part: float) -> np.ndarray:
@@ -140,7 +134,7 @@ def _attract(current: np.ndarray, dream: DreamFrame, detail: np.ndarray, whole: 
     H, W = current.shape[:2]
     cur = current.astype(np.float32)
     m = dream.blend
-    m = upscale(m.astype(np.float32), (W, H))[..., None] if isinstance(m, np.ndarray) else np.float32(m)
-    out = cur + np.float32(whole) * m * (upscale(dream.image, (W, H)).astype(np.float32) - cur)
-    out += upscale(detail * np.float32(part), (W, H), cv2.INTER_CUBIC)
+    m = resize_image(m.astype(np.float32), (W, H))[..., None] if isinstance(m, np.ndarray) else np.float32(m)
+    out = cur + np.float32(whole) * m * (resize_image(dream.image, (W, H)).astype(np.float32) - cur)
+    out += resize_image(detail * np.float32(part), (W, H), cv2.INTER_CUBIC)
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
