@@ -9,7 +9,11 @@ Grey levels (x/255, mean over RGB), after --warm frames, at the clip's full reso
   strength = mean |out - in|, overall, on the still part of the scene and on moving pixels;
   flicker  = mean |out(t) - out(t-1)|, overall and on the still part (the input's own beside);
   warp error = mean |warp(out(t-1)) - out(t)| along the INPUT's flow where it stays inside
-    the picture (a pan: the dream should move with the scene), beside the input's own.
+    the picture (a pan: the dream should move with the scene), beside the input's own;
+  late     = strength on the still part in the last two thirds (the dream has had time to grow);
+  fine     = the share of the change's energy (out - in, still part) above what a 320-wide
+    picture holds (area down to 320 wide, cubic back up): 0 for a 320-wide dream upscaled;
+  per second = strength on the still part, second by second (the growth curve).
 Masks come from the input alone (DIS 'medium' at 320 wide, the camera's own shift taken out):
   moving = |flow| > 0.5 px/frame and the picture changed there (> 6 grey levels, blurred);
   still  = neither |flow| > 0.25 px/frame nor a change, anywhere within 4 px, from 2 s
@@ -34,6 +38,7 @@ from .dream import load_model
 from .sheet import contact_sheet
 
 MEASURE_WIDTH = 320
+FINE_WIDTH = 320                                   # "detail above what a picture this wide holds"
 MOVING_PX, STILL_PX, CHANGE = 0.5, 0.25, 6.0     # px/frame at 320 wide; grey levels
 STILL_WINDOW = (2.0, 0.5)                          # seconds before, after
 
@@ -98,6 +103,19 @@ def up(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return cv2.resize(mask.astype(np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST) > 0
 
 
+def above(d: np.ndarray, width: int = FINE_WIDTH) -> np.ndarray:
+    """The part of a picture (h x w float) finer than a `width`-wide picture holds."""
+    h, w = d.shape
+    if w <= width:
+        return np.zeros_like(d)
+    small = cv2.resize(d, (width, max(1, round(h * width / w))), interpolation=cv2.INTER_AREA)
+    return d - cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+
+
+def signed(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return a.astype(np.float32).mean(-1) - b.astype(np.float32).mean(-1)
+
+
 def pan_flow(dis, cur: np.ndarray, prev: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The input's backward flow at full size and where its source stays inside (2 px)."""
     flow = dis.calc(cv2.cvtColor(cur, cv2.COLOR_RGB2GRAY), cv2.cvtColor(prev, cv2.COLOR_RGB2GRAY), None)
@@ -128,6 +146,11 @@ def measure(ins: Iterable[np.ndarray], outs: dict[str, Iterable[np.ndarray]], mo
                 a, d = acc[name], absdiff(scr, cur)
                 a.add("strength", d)
                 a.add("strength_still", d, st)
+                if 3 * t >= len(moving):
+                    a.add("strength_late", d, st)
+                change = signed(scr, cur)
+                a.add("energy_still", change * change, st)
+                a.add("energy_fine", np.square(above(change)), st)
                 a.add("strength_moving", d, mv)
                 f = absdiff(scr, prev[name])
                 a.add("flicker", f)
@@ -139,17 +162,20 @@ def measure(ins: Iterable[np.ndarray], outs: dict[str, Iterable[np.ndarray]], mo
 
 def summary(acc: dict[str, Acc]) -> dict[str, dict[str, float]]:
     """The table: per output, its measures and their ratios to the input's own."""
-    keys = ("strength", "strength_still", "strength_moving", "flicker", "flicker_still", "warp_error")
+    keys = ("strength", "strength_still", "strength_late", "strength_moving", "flicker", "flicker_still",
+            "warp_error")
     res = {name: {k: a.get(k) for k in keys} for name, a in acc.items()}
     i = res["input"]
-    for r in res.values():
+    for name, r in res.items():
+        r["fine"] = acc[name].get("energy_fine") / max(acc[name].get("energy_still"), 1e-9)
         r["moving_vs_still"] = r["strength_moving"] / max(r["strength_still"], 1e-6)
         r["flicker_still_x_input"] = r["flicker_still"] / max(i["flicker_still"], 1e-6)
         r["warp_x_input"] = r["warp_error"] / max(i["warp_error"], 1e-6)
     return res
 
 
-COLUMNS = [("strength", "strength"), ("strength_still", "str still"), ("strength_moving", "str moving"),
+COLUMNS = [("strength", "strength"), ("strength_still", "str still"), ("strength_late", "late"),
+           ("fine", "fine"), ("strength_moving", "str moving"),
            ("moving_vs_still", "mov/still"), ("flicker", "flicker"), ("flicker_still", "flk still"),
            ("flicker_still_x_input", "x input"), ("warp_error", "warp err"), ("warp_x_input", "x input")]
 
@@ -159,6 +185,15 @@ def print_table(res: dict[str, dict[str, float]]) -> None:
     print(f"{'':<12}" + "".join(f"{c[1]:>11}" for c in COLUMNS))
     for name, r in res.items():
         print(f"{name[:12]:<12}" + "".join(f"{r[k]:>11.2f}" for k, _ in COLUMNS))
+
+
+def per_second(acc: Acc, fps: float, warm: int, key: str = "strength_still") -> list[float]:
+    """The mean of a per-frame series over each whole second of the clip (NaN-free)."""
+    ys = np.asarray(acc.series.get(key, []), np.float64)
+    n = max(1, int(round(fps)))
+    first = -warm % n   # frames up to the first whole second
+    chunks = [ys[i:i + n] for i in range(first, len(ys), n)]
+    return [float(np.nanmean(c)) for c in chunks if len(c) == n and np.isfinite(c).any()]
 
 
 def plot(acc: dict[str, Acc], fps: float, warm: int, path: Path, title: str) -> None:
@@ -172,7 +207,11 @@ def plot(acc: dict[str, Acc], fps: float, warm: int, path: Path, title: str) -> 
                               ("strength, still part", "strength, moving pixels", "flicker, still part")):
         for i, (name, a) in enumerate(acc.items()):
             ys = a.series.get(key, [])
-            ax.plot((warm + np.arange(len(ys))) / fps, ys, color=f"C{i}", lw=1.2, label=name)
+            ax.plot((warm + np.arange(len(ys))) / fps, ys, color=f"C{i}", lw=0.8, alpha=0.6, label=name)
+            if key == "strength_still":   # the growth curve, second by second
+                sec = per_second(a, fps, warm)
+                start = -(-warm // max(1, int(round(fps))))
+                ax.plot(start + 0.5 + np.arange(len(sec)), sec, "o-", color=f"C{i}", ms=3, lw=1.6)
         ax.set_ylabel(f"{label}\n/255")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8, loc="upper right")
@@ -244,13 +283,16 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     tag = f"_{args.tag}" if args.tag else ""
+    curves = {name: per_second(a, float(info.fps), warm) for name, a in acc.items()}
+    print("strength on the still part, per second: " + "; ".join(
+        f"{name} " + " ".join(f"{v:.1f}" for v in c) for name, c in curves.items()))
     (out / f"clip{tag}.json").write_text(json.dumps({"clip": str(info.path), "coverage": cover, "warm": warm,
-                                                     "results": res}, indent=1))
+                                                     "results": res, "strength_still_per_second": curves},
+                                                    indent=1))
     plot(acc, float(info.fps), warm, out / f"clip{tag}.png", title)
     written = [f"clip{tag}.json", f"clip{tag}.png"]
     if kept:
-        cv2.imwrite(str(out / f"clip_sheet{tag}.jpg"), cv2.cvtColor(sheet(kept, moving, still), cv2.COLOR_RGB2BGR),
-                    [cv2.IMWRITE_JPEG_QUALITY, 90])
-        written.append(f"clip_sheet{tag}.jpg")
+        cv2.imwrite(str(out / f"clip_sheet{tag}.png"), cv2.cvtColor(sheet(kept, moving, still), cv2.COLOR_RGB2BGR))
+        written.append(f"clip_sheet{tag}.png")
     print(f"wrote {out}/" + ", ".join(written))
     return 0

@@ -36,5 +36,32 @@ def test_clip_report_measures_strength_flicker_and_masks(tmp_path):
     assert res["bright"]["flicker_still_x_input"] == pytest.approx(1.0, abs=0.5)
     assert 0.2 < cover["still"] < 0.95 and 0.0 < cover["moving"] < 0.3
     assert cv2.imread(str(out / "clip.png")) is not None
-    sheet = cv2.imread(str(out / "clip_sheet.jpg"))
+    sheet = cv2.imread(str(out / "clip_sheet.png"))
     assert sheet is not None and sheet.shape[1] > 4 * 96      # input | same | bright | masks
+
+
+WIDE = natural_picture(384, 288, seed=7)
+CHECKER = np.indices((288, 384)).sum(0) % 2 * 2 - 1   # +-1, one pixel: finer than 320 wide holds
+
+
+def offset(img: np.ndarray, d: np.ndarray | int) -> np.ndarray:
+    return np.clip(img.astype(np.int32) + (d[..., None] if isinstance(d, np.ndarray) else d), 0, 255).astype(np.uint8)
+
+
+def test_clip_report_fine_share_late_strength_and_growth_curve(tmp_path):
+    """A smooth change has no detail above 320 wide, a one-pixel checkerboard nearly all;
+    a change that grows second by second shows in `late` and in the curve."""
+    kw = {"frames": 30, "size": (384, 288), "fps": 10}
+    clip = write_clip(tmp_path / "still.avi", picture=lambda i: WIDE, **kw)
+    smooth = write_clip(tmp_path / "smooth.avi", picture=lambda i: offset(WIDE, 15 * (i // 10)), **kw)
+    fine = write_clip(tmp_path / "fine.avi", picture=lambda i: offset(WIDE, 30 * CHECKER), **kw)
+    out = tmp_path / "report"
+    assert main(["--clip", str(clip), "--dreamed", str(smooth), "--dreamed", str(fine), "--labels", "smooth,fine",
+                 "--warm", "1", "--out", str(out)]) == 0
+    report = json.loads((out / "clip.json").read_text())
+    res = report["results"]
+    assert res["smooth"]["fine"] < 0.05 < 0.6 < res["fine"]["fine"]
+    assert res["smooth"]["strength_late"] == pytest.approx(22.5, abs=3)        # seconds 1 and 2: 15 and 30
+    assert res["smooth"]["strength_still"] == pytest.approx(15.5, abs=3)       # frames 1..29
+    curve = report["strength_still_per_second"]["smooth"]
+    assert curve == pytest.approx([15, 30], abs=3)
