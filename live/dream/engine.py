@@ -35,6 +35,19 @@ Warp = Callable[[torch.Tensor, np.ndarray], torch.Tensor]
 POOLS_KEPT = 6   # layers/objectives whose built steps are kept, so switching back is instant
 
 
+KNEE = 0.5   # share of `limit` below which the carried dream is kept exactly
+
+
+def soft_limit(x: torch.Tensor, limit: float) -> torch.Tensor:
+    """x itself up to KNEE * limit, then bent smoothly towards +-limit (tanh). A plain
+    tanh would shrink every value a little at every step, a decay by another name that
+    held the still floor at ~13/255 (pedestrians.mp4); below the knee nothing is lost."""
+    k = KNEE * limit
+    a = x.abs()
+    bent = torch.tanh((a - k) * (1.0 / (limit - k))).mul_(limit - k).add_(k).copysign_(x)
+    return torch.where(a > k, bent, x)
+
+
 class DreamEngine:
     """The live dream step with its carried residual (README, "The dream core").
 
@@ -237,8 +250,11 @@ class DreamEngine:
         return gpu.upload(np.asarray(m, np.float32), self.device)[None, None]  # on CUDA: pinned, asynchronous
 
     def _carry(self, base: torch.Tensor, flow: np.ndarray | None, carry: float | torch.Tensor = 1.0) -> torch.Tensor:
-        """New base + the carried residual: warped along `flow`, decayed, bounded by `limit`
-        (so no region can run away into a blown-out blotch)."""
+        """New base + the carried residual: warped along `flow`, scaled by `decay * carry`
+        and bounded by `soft_limit`. `carry` is the motion response: where the room is still
+        (decay 1) nothing is forgotten, so the dream feeds on itself and grows over seconds
+        into a full dream; where people move it fades within a few steps. The bound is what
+        ends the growth, per pixel, instead of a fixed time constant for the whole picture."""
         self._carried_velocity = None
         if self.residual is None or self.residual.shape != base.shape:
             return base
@@ -249,8 +265,7 @@ class DreamEngine:
             res = self.warp(res, flow)
             vel = self.warp(vel, flow) if vel is not None else None
         self._carried_velocity = vel  # not scaled by `carry`: it is one step's worth, not the dream
-        if self.limit < 1.0:
-            res = res.clamp(-self.limit, self.limit)
+        res = soft_limit(res, self.limit)
         return (base + (self.decay * carry) * res).clamp_(0.0, 1.0)
 
     def _smooth_step(self, start: torch.Tensor, stepped: torch.Tensor) -> torch.Tensor:

@@ -42,10 +42,10 @@ class DreamSettings:
     steps_per_frame: int = bounded(1, 1, 100)
     strength: float = bounded(0.012, 0.0, 0.5)   # step size, picture units per step
     jitter: int = bounded(8, 0, 64)
-    decay: float = bounded(0.94, 0.0, 1.0)       # how much of the carried dream survives a dream step
+    decay: float = bounded(1.0, 0.0, 1.0)        # share of the carried dream kept per step where the room is still
     grad_norm: str = choice("laplacian", "mean", "laplacian")  # laplacian: broader, steadier
     momentum: float = bounded(0.8, 0.0, 0.99)    # average each frame's step with the last ones: no shimmer
-    limit: float = bounded(0.3, 0.01, 1.0)       # largest carried dream per pixel (picture units)
+    limit: float = bounded(0.3, 0.01, 1.0)       # soft ceiling of the carried dream per pixel (picture units)
     precision: str = choice("auto", "auto", "fp32", "bf16", "fp16")
     backend: str = choice("auto", "auto", "torch", "onnx", "openvino", "compile")
     device: str = choice("auto", "auto", "cpu", "cuda")

@@ -62,6 +62,22 @@ def test_camera_shake_is_not_motion():
     assert np.allclose(camera_shift(square_flow(shake=(0.3, -0.2))), (0.3, -0.2))
 
 
+def test_a_panning_camera_steps_gently_but_keeps_its_dream():
+    """A pan is not a visitor (level, carry and blend stay), but each step re-dreams the
+    moved picture: the step is as gentle as for motion, so the carried dream rides along
+    instead of swimming; when the camera stops, full strength comes back."""
+    s = MotionSettings(change_range=0.0)
+    lm = LocalMotion(s, AttractSettings(enabled=False))
+    for _ in range(20):
+        st = lm.update(square_flow(v=(0.0, 0.0), shake=(1.0, 0.0)), DT)   # 25 px/s pan for 0.8 s
+    assert float(st.level.max()) < 0.05
+    assert np.allclose(st.carry, 1.0) and np.allclose(st.blend, 1.0)
+    assert np.allclose(st.gain, s.moving_gain, atol=0.02)
+    for _ in range(125):   # 5 s still: released (release 1.5 s)
+        st = lm.update(np.zeros((60, 80, 2), np.float32), DT)
+    assert float(st.gain.min()) > 0.95
+
+
 def test_attract_keys_on_the_whole_room():
     """One small walker anywhere keeps the room out of attract mode; once everyone is
     still, it drifts in as before."""

@@ -6,10 +6,12 @@ from dataclasses import replace
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from live.dream.images import natural_picture as natural_image
 from live import config
 from live.dream import DreamEngine
+from live.dream.engine import KNEE, soft_limit
 from live.dream.settings import AttractSettings, MotionSettings
 from live.dream.temporal.coherent import TemporalDream, attract_input
 from live.dream.temporal.motion import MotionResponse
@@ -141,6 +143,35 @@ def test_residual_stays_bounded(backbone):
     eng.dream(img)
     assert float(eng.residual.abs().max()) <= 0.2 + 1e-5
     assert float(eng.residual.abs().mean()) > 0.03   # and it did dream
+
+
+def test_soft_limit_keeps_the_dream_below_its_knee_and_bends_it_below_the_limit():
+    x = torch.linspace(-2.0, 2.0, 401)
+    y = soft_limit(x, 0.3)
+    small = x.abs() <= KNEE * 0.3
+    assert torch.equal(y[small], x[small])                        # nothing lost below the knee
+    assert float(y.abs().max()) <= 0.3 + 1e-6 and float(y.max()) > 0.29  # bounded, and reaches towards it
+    assert bool((y[1:] >= y[:-1]).all())                          # monotone: no fold-back
+    assert torch.equal(soft_limit(-x, 0.3), -y)
+
+
+def test_a_still_room_keeps_its_dream_and_grows_it(backbone):
+    """The defaults (decay 1): where nothing moves nothing is forgotten, so the carried
+    dream comes back exactly (below the knee) and the dream deepens over many steps
+    instead of settling within a few."""
+    img = natural_image(128, 96, seed=5)
+    eng = _engine(backbone)
+    assert eng.decay == 1.0
+    depth = []
+    for _ in range(60):
+        out = eng.dream(img)
+        depth.append(np.abs(out.astype(np.float32) - cv2.resize(img, (128, 96))).mean())
+    assert depth[59] > 1.3 * depth[14] and depth[59] > 12
+    kept = eng.residual.clone()
+    eng.configure(strength=0.0, momentum=0.0)
+    eng.dream(img)
+    small = kept.abs() < KNEE * eng.limit
+    assert torch.allclose(eng.residual[small], kept[small], atol=2e-6)
 
 
 def test_motion_brings_the_live_picture_back(backbone):

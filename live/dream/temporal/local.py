@@ -39,11 +39,13 @@ class LocalMotion:
         self.s = motion
         self.room_response = MotionResponse(motion, attract)  # idle timer and attract weight
         self.level: np.ndarray | None = None
+        self.pan = 0.0                         # smoothed 0..1: how fast the camera itself moves
         self.map: np.ndarray | None = None     # the last smoothed motion map, px/s
         self.shift: np.ndarray | None = None   # the camera's own motion in the last flow, px
 
     def reset(self) -> None:
         self.level = self.map = None
+        self.pan = 0.0
         self.room_response.reset()
 
     def _scaled(self, width: int) -> tuple[float, int]:
@@ -81,6 +83,19 @@ class LocalMotion:
         s = self.s
         return np.clip((m - s.still) * (1.0 / max(s.moving - s.still, 1e-6)), 0.0, 1.0).astype(np.float32)
 
+    def _pan(self, dt: float, cut: bool) -> None:
+        """The camera's own speed as a 0..1 level (attack/release as the map's). A panning
+        camera is not a visitor: the dream is carried along with the scene, but each step
+        re-dreams the moved picture, and at full strength that change (not the warp) made
+        the dream swim on a pan (warp error 2x the input's at 320x240, 10 steps/s); a pan
+        steps as gently as motion does, so the dream rides along with the scene."""
+        if cut or self.shift is None or dt <= 0.0:
+            goal = 0.0 if not cut else self.pan
+        else:
+            goal = float(self.target(np.float32(np.hypot(*self.shift) / dt)))
+        tau = self.s.attack if goal > self.pan else self.s.release
+        self.pan += (goal - self.pan) * (1.0 - math.exp(-dt / tau) if tau > 0 and dt > 0 else 1.0)
+
     def update(self, flow: np.ndarray | None, dt: float, cut: bool = False, size: tuple[int, int] | None = None,
                prev: np.ndarray | None = None, cur: np.ndarray | None = None) -> MotionState:
         """`flow`: backward working-size flow since the previous step (None: nothing to
@@ -109,8 +124,10 @@ class LocalMotion:
             kr = 1.0 - math.exp(-dt / s.release) if s.release > 0 else 1.0
             level = level + (goal - level) * np.where(goal > level, np.float32(ka), np.float32(kr))
         self.level = level.astype(np.float32, copy=False)
+        self._pan(dt, cut)
         g = self.room_response.update(room, dt, cut)
         s = self.s
-        return MotionState(level=self.level, gain=lerp(1.0, s.moving_gain, self.level),
+        steady = np.maximum(self.level, np.float32(self.pan))
+        return MotionState(level=self.level, gain=lerp(1.0, s.moving_gain, steady),
                            carry=lerp(1.0, s.moving_carry, self.level), blend=lerp(1.0, s.moving_blend, self.level),
                            attract=g.attract, idle=g.idle, preset_due=g.preset_due, motion=room, cut=cut, room=room)
