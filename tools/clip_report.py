@@ -8,7 +8,7 @@ config.toml (and --set); with --dreamed, videos made from IN are measured (same 
 Grey levels (x/255, mean over RGB), after --warm frames, at the clip's full resolution:
   strength = mean |out - in|, overall, on the still part of the scene and on moving pixels;
   flicker  = mean |out(t) - out(t-1)|, overall and on the still part (the input's own beside);
-  warp error = mean |warp(out(t-1)) - out(t)| along the INPUT's flow where it stays inside
+  warp error = mean |warp(out(t-1)) - out(t)| (cubic) along the INPUT's flow where it stays inside
     the picture (a pan: the dream should move with the scene), beside the input's own;
   late     = strength on the still part in the last two thirds (the dream has had time to grow);
   fine     = the share of the change's energy (out - in, still part) above what a 320-wide
@@ -155,7 +155,7 @@ def measure(ins: Iterable[np.ndarray], outs: dict[str, Iterable[np.ndarray]], mo
                 f = absdiff(scr, prev[name])
                 a.add("flicker", f)
                 a.add("flicker_still", f, st)
-                a.add("warp_error", absdiff(warp_image(prev[name], flow), scr), inside)
+                a.add("warp_error", absdiff(warp_image(prev[name], flow, interp=cv2.INTER_CUBIC), scr), inside)
         prev = screens
     return acc, kept
 

@@ -8,7 +8,7 @@ Still scene (a textured picture plus Gaussian sensor noise, new noise every fram
   strength = mean |out - in| after warm-up (how visible the dream is),
   flicker  = mean |out(t) - out(t-1)| after warm-up (shimmer; the input's own is shown).
 Panning scene (a moving crop over a large picture, with sensor noise):
-  warp error = mean |warp(out(t-1)) - out(t)| with flow from the *input* frames, beside the
+  warp error = mean |warp(out(t-1)) - out(t)| along the pan's true flow (cubic), beside the
   same measure on the input itself (what perfect tracking of the scene would give).
 Modes, all in one run on the same frames: `fresh` (no carrying, each frame dreamed from
 the camera picture alone), `carry` (residual carried, not warped), `warp` (flow-warped with
@@ -35,7 +35,7 @@ from live.cli import Parser, UsageError, finite, finite_pair, parse_size, positi
 from live.dream import DreamEngine
 from live.dream.images import natural_picture
 from live.dream.temporal.coherent import TemporalDream
-from live.dream.temporal.flow import PRESETS, warp_image
+from live.dream.temporal.flow import warp_image
 from . import clip_report
 
 log = logging.getLogger("coherence")
@@ -102,24 +102,26 @@ def strength(outs: list[np.ndarray], ins: list[np.ndarray], warm: int) -> float:
     return float(np.mean([np.abs(o.astype(np.float32) - i).mean() for o, i in list(zip(outs, ins))[warm:]]))
 
 
-def input_flows(ins: list[np.ndarray], margin: int = 2) -> list[tuple[np.ndarray, np.ndarray] | None]:
-    """Backward flow between consecutive input frames (DIS 'medium', the careful preset)
-    and the mask of pixels whose source lies inside the previous frame."""
-    dis = cv2.DISOpticalFlow_create(PRESETS["medium"])
-    grey = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in ins]
-    out: list = [None]
-    h, w = grey[0].shape
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    for t in range(1, len(ins)):
-        flow = dis.calc(grey[t], grey[t - 1], None)
-        sx, sy = xs + flow[..., 0], ys + flow[..., 1]
-        mask = (sx >= margin) & (sx <= w - 1 - margin) & (sy >= margin) & (sy <= h - 1 - margin)
-        out.append((flow, mask))
-    return out
+def pan_flows(n: int, size: tuple[int, int], speed: tuple[float, float],
+              margin: int = 4) -> list[tuple[np.ndarray, np.ndarray] | None]:
+    """The pan's true backward flow (its known translation, the same every frame) and the
+    pixels whose source lies inside the previous frame. Measured flow (DIS) is wrong by a
+    fraction of a pixel, and that error times a deep dream's contrast counted as the
+    dream's own: a dream baked into the panned picture, moving exactly with it, scored
+    1.27x the input's (1.88x with a bilinear warp) instead of 1.16x."""
+    w, h = size
+    flow = np.empty((h, w, 2), np.float32)
+    flow[...] = speed
+    mask = np.zeros((h, w), bool)
+    mask[margin + max(0, -int(np.floor(speed[1]))):h - margin - max(0, int(np.ceil(speed[1]))),
+         margin + max(0, -int(np.floor(speed[0]))):w - margin - max(0, int(np.ceil(speed[0])))] = True
+    return [None] + [(flow, mask)] * (n - 1)
 
 
 def warp_error_map(prev: np.ndarray, cur: np.ndarray, flow: np.ndarray) -> np.ndarray:
-    return np.abs(warp_image(prev, flow).astype(np.float32) - cur).mean(-1)
+    """Cubic: a bilinear resampling of the previous frame blurs it, and the blur of a deep
+    dream's strokes counted as error (a perfectly carried dream: 1.81x the input's)."""
+    return np.abs(warp_image(prev, flow, interp=cv2.INTER_CUBIC).astype(np.float32) - cur).mean(-1)
 
 
 def warp_error(frames: list[np.ndarray], flows: list, warm: int) -> float:
@@ -285,7 +287,7 @@ def measure(engine: DreamEngine, cfg: config.Config, src: np.ndarray, modes: lis
     speed = args.speed
     still = still_scene(src, args.frames, args.capture, args.size, args.noise, args.seed)
     pan = pan_scene(src, args.frames, args.capture, args.size, args.noise, speed, args.seed)
-    flows = input_flows(pan)
+    flows = pan_flows(len(pan), args.size, speed)
     in_werr = warp_error(pan, flows, args.warm)
     outs_still, outs_pan = {"input": still}, {"input": pan}
     rows = [Row("input", 0.0, flicker(still, args.warm), 0.0, in_werr, 1.0)]
