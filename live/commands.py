@@ -110,25 +110,45 @@ def _coerce(cmd: Command, value: Any) -> Any:
     """The value in the command's type, or a CommandError (OSC sends 0/1 for toggles and
     floats for everything, so integral numbers count as bools and ints)."""
     tp, num = cmd.type, isinstance(value, (int, float)) and not isinstance(value, bool)
-    if num and isinstance(value, float) and not math.isfinite(value):
-        raise CommandError(f"'{cmd.name}' = {value!r} is not a finite number")
+    x = _finite(cmd, value) if num else None
     if tp is bool:
-        if isinstance(value, bool) or (num and value in (0, 1)):
+        if isinstance(value, bool) or (num and x in (0.0, 1.0)):
             return bool(value)
-        raise CommandError(f"'{cmd.name}' must be true/false (or 1/0), got {value!r}")
+        raise CommandError(f"'{cmd.name}' must be true/false (or 1/0), got {_shown(value)}")
     if tp is int:
-        if num and float(value).is_integer():
+        if num and x.is_integer():
             return int(value)
-        raise CommandError(f"'{cmd.name}' must be a whole number, got {value!r}")
+        raise CommandError(f"'{cmd.name}' must be a whole number, got {_shown(value)}")
     if tp is float:
         if num:
-            return float(value)
-        raise CommandError(f"'{cmd.name}' must be a number, got {value!r}")
+            return x
+        raise CommandError(f"'{cmd.name}' must be a number, got {_shown(value)}")
     if not isinstance(value, str) or not value.strip():
         raise CommandError(f"'{cmd.name}' must be a non-empty string, got {value!r}")
     if len(value) > MAX_TEXT or not value.isprintable():
         raise CommandError(f"'{cmd.name}' must be printable text of at most {MAX_TEXT} characters")
     return value.strip()
+
+
+def _finite(cmd: Command, value: int | float) -> float:
+    """A number as a finite float, or a CommandError: NaN, infinity and integers beyond a
+    float's range (JSON and OSC can carry a 400-digit integer) are refused, not crashed on."""
+    try:
+        x = float(value)
+    except OverflowError:
+        raise CommandError(f"'{cmd.name}' = {_shown(value)} is too large a number") from None
+    if not math.isfinite(x):
+        raise CommandError(f"'{cmd.name}' = {value!r} is not a finite number")
+    return x
+
+
+def _shown(value: Any, most: int = 40) -> str:
+    """A value for a refusal's message, cut short (a 400-digit number is no message)."""
+    try:
+        text = repr(value)
+    except ValueError:     # an integer too long for str() at all
+        text = "a very long number"
+    return text if len(text) <= most else text[:most] + "..."
 
 
 ObjectiveCheck = Callable[[str, str], None]   # (objective, layer) -> None, raises when it cannot be dreamed

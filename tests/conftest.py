@@ -281,6 +281,15 @@ def small_config(*more: str, path=None):
     return config.load(path, [*SMALL, *more])
 
 
+def objective_check(backbone):
+    """The app's check of an objective at a layer (Commands' check_objective), on the real network."""
+    from live.dream import objectives
+
+    def check(objective: str, layer: str) -> None:
+        objectives.parse(objective, layer, backbone.layers, backbone.class_index, backbone.channels)
+    return check
+
+
 # -- remotes: real clients over loopback ------------------------------------------------------
 
 def osc_datagram(address: str, *args) -> bytes:

@@ -29,11 +29,8 @@ def parse_layer(spec: str) -> tuple[str, float]:
     name, sep, weight = spec.rpartition(":")
     if not sep:
         return spec.strip(), 1.0
-    try:
-        return name.strip(), float(weight)
-    except ValueError:
-        raise obj.ObjectiveError(f"--layer '{spec}': weight '{weight}' is not a number "
-                                 f"(use LAYER or LAYER:WEIGHT; channels go in --channel)") from None
+    return name.strip(), obj.parse_weight(weight, f"in --layer '{spec}' (use LAYER or LAYER:WEIGHT; "
+                                                  f"channels go in --channel)")
 
 
 def parse_channel(spec: str) -> tuple[str, int]:

@@ -3,12 +3,14 @@ activations that compose with `+`, `-` and scalar `*`, and a parser for the shor
 people type (`amplify`, `channel:N`, `class:banana`, `blocks.7:12`, `a + b`)."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
 import torch
 
 LOGITS = "logits"  # pseudo-layer: the network's output, needs the full forward pass
+MAX_WEIGHT = 1000.0  # |weight| beyond this only blows the step up (the gradient is normalised anyway)
 
 Acts = Mapping[str, torch.Tensor]
 
@@ -92,10 +94,7 @@ def _parse_one(part: str, layer: str, layers: tuple[str, ...], class_index: Call
                channels: Callable[[str], int] | None) -> Objective:
     weight, star, rest = part.partition("*")
     if star:  # "0.5*blocks.4:3"
-        try:
-            k = float(weight)
-        except ValueError:
-            raise ObjectiveError(f"weight '{weight}' in objective '{part}' is not a number") from None
+        k = parse_weight(weight, f"in objective '{part}'")
         return k * _parse_one(rest.strip(), layer, layers, class_index, channels)
     head, _, tail = part.partition(":")
     head = head.strip()
@@ -123,6 +122,20 @@ def _parse_one(part: str, layer: str, layers: tuple[str, ...], class_index: Call
     raise ObjectiveError(
         f"objective '{part}' is not understood; use amplify, channel:N, class:NAME|INDEX, "
         f"LAYER or LAYER:N")
+
+
+def parse_weight(text: str, where: str) -> float:
+    """An objective's weight: a finite number no larger than MAX_WEIGHT. NaN, infinity or
+    1e300 would make every dream step fail (the picture would freeze), so they are
+    refused here, whichever way they come (config, --set, OSC, MIDI, the web)."""
+    try:
+        k = float(text)
+    except ValueError:
+        raise ObjectiveError(f"weight '{text.strip()}' {where} is not a number") from None
+    if not math.isfinite(k) or abs(k) > MAX_WEIGHT:
+        raise ObjectiveError(f"weight '{text.strip()}' {where} must be a finite number between "
+                             f"-{MAX_WEIGHT:g} and {MAX_WEIGHT:g}")
+    return k
 
 
 def _check_layer(name: str, layers: tuple[str, ...]) -> None:

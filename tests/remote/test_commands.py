@@ -8,23 +8,18 @@ import math
 
 import pytest
 
-from conftest import small_config
+from conftest import objective_check, small_config
 from live import controls
 from live.__main__ import main
 from live.commands import ACTIONS, COMMANDS, SETTINGS, CommandError, Commands, field_range
 from live.config import RenderConfig
-from live.dream import objectives
 from live.dream.settings import DreamSettings
 from live.state import State
 
 
 def commands(*more: str, backbone=None) -> Commands:
     state = State.from_config(small_config(*more))
-    check = None
-    if backbone is not None:
-        def check(objective, layer):
-            objectives.parse(objective, layer, backbone.layers, backbone.class_index, backbone.channels)
-    return Commands(state, check)
+    return Commands(state, objective_check(backbone) if backbone is not None else None)
 
 
 def test_ranges_come_from_the_settings_dataclasses():
@@ -164,3 +159,23 @@ def test_layer_and_objective_in_one_request_are_checked_as_a_pair(backbone):
     assert (c.state.layer, c.state.objective) == ("stem", "amplify")
     with pytest.raises(CommandError, match="'objective': objective 'channel:100' at stem"):
         c.set_many({"objective": "channel:100"})
+
+
+@pytest.mark.parametrize("objective", ["nan*amplify", "inf*amplify", "-inf*amplify", "1e300*amplify",
+                                       "amplify + 1e9*class:banana"])
+def test_a_weight_no_dream_step_could_survive_is_refused(backbone, objective):
+    """NaN, infinite or absurd weights made every dream step fail (the picture froze)."""
+    c = commands(backbone=backbone)
+    with pytest.raises(CommandError, match="must be a finite number between"):
+        c.run("objective", objective)
+    assert c.state.objective == "amplify"
+    c.run("objective", "0.5*amplify + 2*class:banana")        # sane weights still pass
+
+
+@pytest.mark.parametrize("name", ["preset", "strength", "freeze", "blend"])
+def test_a_number_too_large_for_a_float_is_refused_in_one_line(name):
+    c = commands()
+    for value in (10 ** 400, -(10 ** 400), 10 ** 5000):
+        with pytest.raises(CommandError, match="too large a number") as exc:
+            c.run(name, value)
+        assert len(str(exc.value)) < 120

@@ -9,7 +9,7 @@ import struct
 import numpy as np
 import pytest
 
-from conftest import OscClient, osc_datagram, small_config, wait_for
+from conftest import OscClient, objective_check, osc_datagram, small_config, wait_for
 from live.__main__ import main
 from live.commands import Commands
 from live.config import ConfigError, OscConfig
@@ -23,9 +23,9 @@ def osc():
     commands and a client; all closed after the test."""
     made = []
 
-    def start(*more: str):
+    def start(*more: str, backbone=None):
         cfg = small_config("osc.enabled=true", "osc.port=0", *more)
-        commands = Commands(State.from_config(cfg))
+        commands = Commands(State.from_config(cfg), objective_check(backbone) if backbone is not None else None)
         server = OscServer(cfg.osc, commands)
         server.start()
         client = OscClient(server.port)
@@ -151,3 +151,12 @@ def test_a_weak_token_beyond_localhost_is_refused_at_start(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "'remote.token' has 5 characters" in err and "at least 16" in err
     small_config("remote.enabled=true", "remote.token=\"short\"")   # on localhost a short token is allowed
+
+
+def test_an_objective_weight_that_would_freeze_the_dream_gets_an_osc_error(osc, backbone):
+    server, commands, client = osc(backbone=backbone)
+    for objective in ("nan*amplify", "inf*amplify", "1e300*amplify"):
+        client.send("/dreamcam/objective", objective)
+        assert replied(client, "/dreamcam/error", lambda v: "finite number" in v[0])
+        client.received.pop("/dreamcam/error", None)
+    assert commands.state.objective == "amplify" and server.refused == 3

@@ -10,7 +10,7 @@ import aiohttp
 import numpy as np
 import pytest
 
-from conftest import http, mjpeg_frame, small_config, wait_for
+from conftest import http, mjpeg_frame, objective_check, small_config, wait_for
 from live.commands import Commands
 from live.remote import Remotes
 from live.remote.preview import Preview
@@ -25,9 +25,9 @@ def web():
     """start(*config overrides) -> (remote, commands, base URL), stopped after the test."""
     made = []
 
-    def start(*more: str):
+    def start(*more: str, backbone=None):
         cfg = small_config("remote.enabled=true", "remote.port=0", *more)
-        commands = Commands(State.from_config(cfg))
+        commands = Commands(State.from_config(cfg), objective_check(backbone) if backbone is not None else None)
         remote = WebRemote(cfg.remote, commands, Preview(fps=30, width=160), TOKEN)
         remote.start()
         made.append(remote)
@@ -70,6 +70,8 @@ def test_the_api_reads_sets_and_refuses(web):
                ("/api/set", {"layer": "blocks.99"}, 422, "does not exist"),
                ("/api/set", {"preset": "1"}, 422, "whole number"),
                ("/api/set", {"strength": None}, 422, "must be a number"),
+               ("/api/set", {"preset": 10 ** 400}, 422, "too large a number"),
+               ("/api/set", {"blend": -(10 ** 400)}, 422, "too large a number"),
                ("/api/set", {}, 422, "one or more settings"),
                ("/api/set", [1, 2], 422, "one or more settings"),
                ("/api/action", {"action": "quit"}, 422, "not allowed from a remote in kiosk mode"),
@@ -150,3 +152,11 @@ def test_remotes_generate_a_strong_token_and_a_busy_port_is_one_log_line(web, ca
     finally:
         r.stop()
     assert Remotes(small_config("remote.token=\"0123456789abcdefXYZ\""), None).token == "0123456789abcdefXYZ"
+
+
+def test_an_objective_weight_that_would_freeze_the_dream_is_a_422(web, backbone):
+    remote, commands, url = web(backbone=backbone)
+    for objective in ("nan*amplify", "inf*amplify", "1e300*amplify"):
+        status, reply = http("POST", url + "/api/set", {"objective": objective, "strength": 0.02}, TOKEN)
+        assert status == 422 and "finite number" in reply["error"], reply
+    assert commands.state.objective == "amplify" and commands.state.strength != 0.02   # nothing applied
