@@ -29,6 +29,7 @@ log = logging.getLogger("live")
 
 VIDEO_SUFFIXES = (".mp4", ".avi")
 HEADLESS_HINT = "python -m live --headless --frames 150 --record out/dreamcam.mp4"
+DEFAULT_FRAMES = 150       # a headless recording's length when neither --frames nor --seconds says
 KIOSK_DISPLAY_WAIT = 60.0   # seconds a kiosk waits for the desktop at boot before giving up
 
 
@@ -46,7 +47,8 @@ def parser() -> argparse.ArgumentParser:
                    help="at exit, write the session's figures as JSON (display fps, dream steps/s, working size, "
                         "latency median and p95, backend, precision; display figures null when headless)")
     p.add_argument("--headless", action="store_true", help="no window: record a video (needs --record)")
-    p.add_argument("--frames", type=positive_int, default=150, help="headless: frames to record (default 150)")
+    p.add_argument("--frames", type=positive_int, default=None,
+                   help=f"headless: frames to record (default {DEFAULT_FRAMES}; with --seconds alone, as many as it takes)")
     p.add_argument("--record", metavar="OUT.mp4", help="headless: the video to write (.mp4 or .avi)")
     p.add_argument("--png", metavar="OUT.png", help="headless: also write the last frame as a PNG")
     p.add_argument("--osc-list", action="store_true",
@@ -105,6 +107,15 @@ def _osc_table(o, table: str) -> None:
           f"to the last sender{f' on port {o.reply_port}' if o.reply_port else ''}; refusals as /dreamcam/error <text>.")
     print("Actions (type -) run on a message with no argument or a non-zero one; 0 (a button's release) is ignored.")
     print(table, flush=True)
+
+
+
+def headless_frames(frames: int | None, seconds: float | None) -> int | None:
+    """--frames as given; else DEFAULT_FRAMES, unless --seconds alone says how long (a
+    `--seconds 600` recording ran 150 frames, 6 s at 25 fps, and stopped)."""
+    if frames is not None:
+        return frames
+    return None if seconds else DEFAULT_FRAMES
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -167,7 +178,8 @@ def _main(argv: list[str] | None) -> int:
         app = App(cfg, args.source)
         try:
             if args.headless:
-                return run_headless(app, args.frames, args.record, args.png, args.seconds)
+                return run_headless(app, headless_frames(args.frames, args.seconds), args.record, args.png,
+                                    args.seconds)
             return run_window(app, args.seconds)
         finally:
             if args.stats:

@@ -14,7 +14,7 @@ import logging
 import math
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from .config import RenderConfig
 from .dream.settings import DreamSettings, SettingsError, check
@@ -254,11 +254,23 @@ class Commands:
         (a reader never sees half of them); one bad value refuses the whole request."""
         if not isinstance(changes, dict) or not changes:
             raise CommandError("expected one or more settings, e.g. {\"strength\": 0.02}")
+        return self.together(changes, (), source)
+
+    def together(self, changes: dict, actions: Sequence[str] = (), source: str = "remote") -> list[str]:
+        """Actions, then settings on top of them (a preset, then its strength), all or none
+        (an OSC bundle): everything is checked before anything is applied, so one bad value
+        or one action not allowed refuses the lot."""
         with self._lock:
             checked = [self.check(name, value) for name, value in changes.items()]
             self._check_pair({cmd.name: value for cmd, value in checked})
-            for cmd, _ in checked:
+            acts = [self.command(name) for name in actions]
+            for cmd in acts:
+                if cmd.is_setting:
+                    raise CommandError(f"'{cmd.name}' needs a value: {self.describe(cmd)}")
+            for cmd in [c for c, _ in checked] + acts:
                 self._allowed(cmd, source)
+            for cmd in acts:
+                self.run(cmd.name, NO_VALUE, source)
             checked.sort(key=lambda cv: cv[0].name != "preset")   # a preset first, the rest on top of it
             with self.state.lock:
                 for cmd, value in checked:
@@ -266,8 +278,9 @@ class Commands:
                         self.state.select_preset(value - 1)
                     else:
                         setattr(self.state, cmd.attr, value)
-            self.last_setting = checked[-1][0].name
-        return [cmd.name for cmd, _ in checked]
+            if checked:
+                self.last_setting = checked[-1][0].name
+        return [cmd.name for cmd, _ in checked] + [cmd.name for cmd in acts]
 
     def try_run(self, name: Any, value: Any = NO_VALUE, source: str = "remote") -> str | None:
         """run(), with a refusal logged at debug level and returned as its reason."""

@@ -175,6 +175,9 @@ def _check_remotes(cfg: Config) -> None:
     """Anything listening beyond localhost must be protected: the web remote by a strong
     token, OSC (which has no password) by a list of the client addresses allowed."""
     r, o = cfg.remote, cfg.osc
+    if r.token and (not r.token.strip() or len(set(r.token)) == 1 or r.token != r.token.strip()):
+        raise ConfigError("'remote.token' is blank, one repeated character or has spaces around it: give a "
+                          f"real secret (at least {MIN_TOKEN} characters), or leave it empty for a generated one")
     if r.enabled and not is_loopback(r.host) and r.token and len(r.token) < MIN_TOKEN:
         raise ConfigError(f"'remote.token' has {len(r.token)} characters; listening beyond localhost "
                           f"(remote.host = '{r.host}') needs at least {MIN_TOKEN}, or leave it empty for a generated one")

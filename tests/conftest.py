@@ -334,7 +334,8 @@ class OscClient:
         self.sock.close()
 
 
-def http(method: str, url: str, body=None, token: str | None = None, raw: bytes | None = None):
+def http(method: str, url: str, body=None, token: str | None = None, raw: bytes | None = None,
+         headers: dict[str, str] | None = None):
     """(status, parsed JSON or text) of one real HTTP request."""
     import json as _json
     import urllib.error
@@ -343,6 +344,8 @@ def http(method: str, url: str, body=None, token: str | None = None, raw: bytes 
     req = urllib.request.Request(url, data=data, method=method)
     if token is not None:
         req.add_header("Authorization", f"Bearer {token}")
+    for name, value in (headers or {}).items():
+        req.add_header(name, value)
     if data is not None:
         req.add_header("Content-Type", "application/json")
     try:

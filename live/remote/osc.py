@@ -12,7 +12,8 @@ hostile sender could use to hang the listener or flood the log. Its message pars
 also logs odd type tags on the root logger; those lines are filtered out (the drop is
 counted instead), and a message is taken only when it encodes back to exactly the bytes
 that came (python-osc pads a missing float with zeros, which would turn a truncated
-datagram into a value). Bundle time tags are ignored (everything applies at once)."""
+datagram into a value). Bundle time tags are ignored; a bundle's messages apply together,
+all or none (one bad value refuses the whole bundle)."""
 from __future__ import annotations
 
 import logging
@@ -166,20 +167,48 @@ class OscServer:
         client = (addr[0], self.cfg.reply_port or addr[1])
         if client != self.client:
             self.client, self._sent = client, {}    # a new client gets the whole state
-        for m in messages:
-            reason = self._dispatch(m.address, list(m.params))
+        if data.startswith(BUNDLE):
+            results = [self._bundle(messages)]
+        else:
+            results = [self._dispatch(m.address, list(m.params)) for m in messages]
+        for reason in results:
             if reason is None:
                 self.applied += 1
             elif reason:
                 self.refused += 1
                 self._error = reason
 
+    def _bundle(self, messages: list[OscMessage]) -> str | None:
+        """A bundle's messages as one change, all or none (a scene recalled from TouchOSC
+        must not land half-way): None when applied, "" when empty, else the reason."""
+        changes: dict[str, Any] = {}
+        actions: list[str] = []
+        try:
+            for m in messages:
+                cmd = self._command(m.address)
+                params = list(m.params)
+                if cmd.is_setting:
+                    if len(params) != 1:
+                        raise CommandError(f"{m.address} takes one value, got {len(params)}")
+                    changes[cmd.name] = params[0]
+                elif not (params and params[0] in (0, False)):   # not a push button's release
+                    actions.append(cmd.name)
+            if not changes and not actions:
+                return ""
+            self.commands.together(changes, actions, source="osc")
+            return None
+        except CommandError as exc:
+            return f"bundle refused, nothing applied: {exc}"
+
+    def _command(self, address: Any):
+        if not isinstance(address, str) or not address.startswith(PREFIX):
+            raise CommandError(f"unknown address {str(address)[:60]!r}; addresses start with {PREFIX}")
+        return self.commands.command(address[len(PREFIX):])
+
     def _dispatch(self, address: str, params: list) -> str | None:
         """None when applied, "" when ignored (a button's release), else the reason."""
-        if not isinstance(address, str) or not address.startswith(PREFIX):
-            return f"unknown address {address[:60]!r}; addresses start with {PREFIX}"
         try:
-            cmd = self.commands.command(address[len(PREFIX):])
+            cmd = self._command(address)
             if cmd.is_setting:
                 if len(params) != 1:
                     return f"{address} takes one value, got {len(params)}"

@@ -26,12 +26,24 @@ COOKIE = "dreamcam_token"
 MAX_BODY = 16 * 1024          # bytes of a request body
 MAX_STREAMS = 4               # preview clients at once
 PUSH_PERIOD = 0.1             # seconds between state checks for the WebSocket push
+READ_TIMEOUT = 10.0           # seconds a client has to send a request's head, or its body (slow or half-open
+                              # connections would otherwise be held for an hour: aiohttp's keep-alive default)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _gone(request: web.Request) -> bool:
     """The client hung up (aiohttp does not cancel a streaming handler for that)."""
     return request.transport is None or request.transport.is_closing()
+
+
+def _cross_site(request: web.Request) -> bool:
+    """A request that changes something (or opens the state's WebSocket) sent by a page of
+    another origin: a browser adds its cookie wherever the page says, the Origin header
+    it cannot fake. Requests without an Origin (curl, the OSC bridge) are not a browser's."""
+    origin = request.headers.get("Origin")
+    if origin is None or (request.method in ("GET", "HEAD") and request.path != "/ws"):
+        return False
+    return origin.lower() != f"{request.scheme}://{request.host}".lower()
 
 
 def _error(status: int, reason: str) -> web.Response:
@@ -81,7 +93,9 @@ class WebRemote:
 
     async def _serve(self) -> None:
         self._closing = asyncio.Event()
-        runner = web.AppRunner(self.application(), shutdown_timeout=1.0, access_log=None)
+        runner = web.AppRunner(self.application(), shutdown_timeout=1.0, access_log=None,
+                               keepalive_timeout=READ_TIMEOUT,   # also bounds the wait for a request's head
+                               lingering_time=READ_TIMEOUT)      # and the wait for a refused body's rest
         await runner.setup()
         try:
             site = web.TCPSite(runner, self.cfg.host, self.cfg.port)
@@ -122,6 +136,9 @@ class WebRemote:
                 return web.json_response({"error": "a token is needed: the QR code on the HUD (Tab), "
                                           "or Authorization: Bearer TOKEN"}, status=401,
                                          headers={"WWW-Authenticate": "Bearer"})
+            if _cross_site(request):
+                self.bad_requests += 1
+                return _error(403, "requests from another site's page are refused")
             return await handler(request)
         except web.HTTPException as exc:
             if exc.status >= 400:
@@ -150,7 +167,10 @@ class WebRemote:
 
     async def _body(self, request: web.Request) -> Any:
         try:
-            return json.loads(await request.text())
+            return json.loads(await asyncio.wait_for(request.text(), READ_TIMEOUT))
+        except asyncio.TimeoutError:
+            raise web.HTTPRequestTimeout(text=json.dumps({"error": "the body came too slowly"}),
+                                         content_type="application/json") from None
         except (ValueError, UnicodeDecodeError):
             raise web.HTTPBadRequest(text=json.dumps({"error": "the body must be JSON"}),
                                      content_type="application/json") from None

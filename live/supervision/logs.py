@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import os
 import sys
 import threading
 from pathlib import Path
@@ -33,8 +34,8 @@ def setup(level: str = "INFO", file: str | Path | None = None, max_bytes: int = 
         path = Path(file).expanduser()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            handlers.append(logging.handlers.RotatingFileHandler(path, maxBytes=max_bytes,
-                                                                 backupCount=backups, encoding="utf-8"))
+            handlers.append(PrivateRotatingFileHandler(path, maxBytes=max_bytes, backupCount=backups,
+                                                       encoding="utf-8"))
         except OSError as exc:
             raise LogFileError(f"log file '{file}': cannot write there ({exc.strerror or exc}); give a "
                                f"writable path with --log-file or log.file, or log.file = \"\" for none") from None
@@ -51,6 +52,17 @@ def setup(level: str = "INFO", file: str | Path | None = None, max_bytes: int = 
     logging.captureWarnings(True)
     threading.excepthook = _thread_excepthook
     return path
+
+
+class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """Log files only their owner can read (0600): the log holds the web remote's
+    generated token, and a file each user on the machine can read would give it away.
+    Every file it opens (the first, and each new one after a rotation) is made so."""
+
+    def _open(self):
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.fchmod(fd, 0o600)   # a file from before, made under another umask
+        return open(fd, self.mode, encoding=self.encoding, errors=self.errors)
 
 
 def _thread_excepthook(args: threading.ExceptHookArgs) -> None:

@@ -43,3 +43,17 @@ def test_mirror_is_auto_by_default_and_files_are_not_mirrored(tmp_path, backbone
             assert app.state.view().mirror is False
         finally:
             app.stop()
+
+
+def test_seconds_alone_records_as_long_as_it_says_not_150_frames(tmp_path):
+    """`--seconds` without `--frames` is the length (a `--seconds 600` run used to stop at
+    the 150 frames of the --frames default); with neither, 150 frames."""
+    clip = write_clip(tmp_path / "long.avi", frames=170, size=(64, 48), fps=25,
+                      picture=lambda i: numbered_frame(i % 128, (64, 48)))
+    small = [a for s in SMALL for a in ("--set", s)]
+    out = tmp_path / "rec.mp4"
+    assert main(["--source", str(clip), "--headless", "--seconds", "600", "--record", str(out), "--log-file", "",
+                 *small]) == 0
+    assert len(read_video(out)) == 170                            # the whole file: time did not run out
+    assert main(["--source", str(clip), "--headless", "--record", str(out), "--log-file", "", *small]) == 0
+    assert len(read_video(out)) == 150

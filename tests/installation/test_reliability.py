@@ -436,6 +436,9 @@ def test_snapshots_are_renamed_into_place_only_when_complete(tmp_path, monkeypat
 
 def test_log_file_rotates_levels_filter_and_dying_threads_are_logged(tmp_path):
     path = tmp_path / "logs" / "dreamcam.log"
+    path.parent.mkdir()
+    path.write_text("a line from an older run, made readable to all\n")
+    path.chmod(0o644)
     try:
         assert logs.setup("WARNING", path, max_bytes=2000, backups=2) == path
         lg = logging.getLogger("live.test")
@@ -453,6 +456,7 @@ def test_log_file_rotates_levels_filter_and_dying_threads_are_logged(tmp_path):
         assert "thread doomed died" in text and "ZeroDivisionError" in text
         everything = "".join(p.read_text() for p in path.parent.iterdir())
         assert "warning number 059" in everything and "info line" not in everything
+        assert {oct(p.stat().st_mode & 0o777) for p in path.parent.iterdir()} == {"0o600"}  # it holds the token
         with pytest.raises(logs.LogFileError, match="cannot write there"):
             logs.setup("INFO", tmp_path / "logs" / "dreamcam.log" / "x.log")
     finally:

@@ -151,6 +151,10 @@ def test_a_weak_token_beyond_localhost_is_refused_at_start(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "'remote.token' has 5 characters" in err and "at least 16" in err
     small_config("remote.enabled=true", "remote.token=\"short\"")   # on localhost a short token is allowed
+    for weak in (" " * 16, "a" * 32, " " + "k" * 20 + "-real-secret"):   # guessable, or never matched
+        assert main(args + ["--set", f"remote.token=\"{weak}\""]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "'remote.token' is blank, one repeated character" in err
 
 
 def test_an_objective_weight_that_would_freeze_the_dream_gets_an_osc_error(osc, backbone):
@@ -160,3 +164,31 @@ def test_an_objective_weight_that_would_freeze_the_dream_gets_an_osc_error(osc, 
         assert replied(client, "/dreamcam/error", lambda v: "finite number" in v[0])
         client.received.pop("/dreamcam/error", None)
     assert commands.state.objective == "amplify" and server.refused == 3
+
+
+def osc_bundle(*messages: tuple) -> bytes:
+    """A real OSC bundle (python-osc's builder) of (address, *args) messages, sent at once."""
+    from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
+    from pythonosc.osc_message_builder import OscMessageBuilder
+    bundle = OscBundleBuilder(IMMEDIATELY)
+    for address, *args in messages:
+        b = OscMessageBuilder(address)
+        for a in args:
+            b.add_arg(a)
+        bundle.add_content(b.build())
+    return bundle.build().dgram
+
+
+def test_a_bundle_is_applied_all_or_none(osc):
+    server, commands, client = osc("kiosk.enabled=true")
+    state = commands.state
+    before = commands.values()
+    for bad in (("/dreamcam/blend", 7.0), ("/dreamcam/quit",), ("/dreamcam/nonsense", 1.0), ("/dreamcam/layer",)):
+        client.raw(osc_bundle(("/dreamcam/strength", 0.02), ("/dreamcam/next_preset",), bad))
+        assert replied(client, "/dreamcam/error", lambda v: "bundle refused, nothing applied" in v[0]), bad
+        client.received.pop("/dreamcam/error")
+    assert commands.values() == before and server.refused == 4
+    client.raw(osc_bundle(("/dreamcam/strength", 0.02), ("/dreamcam/blend", 0.4), ("/dreamcam/next_preset",)))
+    assert wait_for(lambda: state.preset == 0)                 # from the [dream] settings to preset 1
+    assert state.strength == pytest.approx(0.02) and state.blend == pytest.approx(0.4)
+    assert server.applied == 1 and server.refused == 4

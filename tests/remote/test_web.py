@@ -160,3 +160,50 @@ def test_an_objective_weight_that_would_freeze_the_dream_is_a_422(web, backbone)
         status, reply = http("POST", url + "/api/set", {"objective": objective, "strength": 0.02}, TOKEN)
         assert status == 422 and "finite number" in reply["error"], reply
     assert commands.state.objective == "amplify" and commands.state.strength != 0.02   # nothing applied
+
+
+def test_a_page_of_another_site_cannot_change_anything_with_the_cookie(web):
+    """The browser sends the cookie with a foreign page's POST; its Origin gives it away."""
+    remote, commands, url = web()
+    cookie = {"Cookie": f"dreamcam_token={TOKEN}"}
+    before = commands.public_state()
+    for origin in ("http://evil.example", "null", url.replace("127.0.0.1", "localhost"), url + "0"):
+        for path, body in (("/api/set", {"strength": 0.02}), ("/api/action", {"action": "next_preset"})):
+            status, reply = http("POST", url + path, body, headers={**cookie, "Origin": origin})
+            assert status == 403 and "another site" in reply["error"], (origin, path)
+        status, _ = http("GET", url + "/ws", headers={**cookie, "Origin": origin, "Connection": "Upgrade",
+                                                     "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+                                                     "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
+        assert status == 403
+    assert commands.public_state() == before
+    status, _ = http("POST", url + "/api/set", {"strength": 0.02}, headers={**cookie, "Origin": url})
+    assert status == 200 and commands.state.strength == 0.02          # the page itself
+    status, _ = http("GET", url + "/api/state", headers={**cookie, "Origin": "http://evil.example"})
+    assert status == 200                                                 # reads without the WebSocket: CORS keeps them
+
+
+def test_slow_and_half_open_connections_are_let_go(web, monkeypatch):
+    """A client that never finishes its request's head or body does not hold a connection."""
+    import socket
+
+    import live.remote.web as web_module
+    monkeypatch.setattr(web_module, "READ_TIMEOUT", 0.5)
+    remote, commands, url = web()
+
+    def answer(data: bytes) -> bytes:
+        s = socket.create_connection(("127.0.0.1", remote.port))
+        s.settimeout(20)
+        s.sendall(data)
+        got = b""
+        while chunk := s.recv(4096):
+            got += chunk
+        s.close()
+        return got                                   # the server hung up (recv gave b"")
+
+    assert answer(b"") == b""                                               # connected, said nothing
+    assert answer(b"GET /api/state HTTP/1.1\r\nHost: x\r\n") == b""        # half a head
+    reply = answer(b"POST /api/set HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + TOKEN.encode()
+                   + b"\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"str")
+    assert reply.startswith(b"HTTP/1.1 408") and b"too slowly" in reply
+    status, _ = http("GET", url + "/api/state", token=TOKEN)
+    assert status == 200                                                    # and the server goes on
