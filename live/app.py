@@ -22,6 +22,7 @@ from .remote import Remotes
 from .sources import plan_source
 from .state import State
 from .stats import Stats
+from .supervision.health import Health
 from .supervision.systemd import SystemdNotifier
 from .supervision.watchdog import Watchdog
 
@@ -53,7 +54,8 @@ class App:
         check_presets(cfg, self.backbone)
         self.state = State.from_config(cfg, camera=self.plan.is_camera)
         self.commands = Commands(self.state, self.check_objective)   # keys, OSC, MIDI and the web
-        self.remotes = Remotes(cfg, self.commands)
+        self.health = Health(self.health_figures)
+        self.remotes = Remotes(cfg, self.commands, self.health)
         self.capture = Capture(self.plan, cfg.source.reconnect_seconds)
         d = cfg.dream
         # Cameras and the clouds come at the configured source shape; files show theirs
@@ -80,6 +82,7 @@ class App:
         objectives.parse(objective, layer, b.layers, b.class_index, b.channels)
 
     def start(self) -> None:
+        self.health.start()
         self.remotes.start()
         self.capture.start()
         self.dreamer.start()
@@ -94,6 +97,7 @@ class App:
 
     def stop(self) -> None:
         self.notifier.stopping()
+        self.health.stop()
         self.remotes.stop()
         if self.watchdog is not None:
             self.watchdog.stop()
@@ -130,6 +134,16 @@ class App:
                  f"{st.latency_ms(50):.0f} ms, p95 {st.latency_ms(95):.0f} ms, " if display else "")
         return (f"session {seconds:.1f}s: {shown}{self.dreamer.steps} dream steps ({dream_rate:.1f} steps/s), "
                 f"dream faults {self.dreamer.faults}, thread restarts {self.watchdog.restarts if self.watchdog else 0}")
+
+    def health_figures(self) -> dict:
+        """The figures /api/health reports now (recent rates, not the session's averages)."""
+        d = self.dreamer
+        info = d.engine.info if d.engine is not None else {}
+        shown = self.stats.frames > 0
+        return {"display_fps": round(self.stats.fps, 2) if shown else None,
+                "dream_steps_per_second": round(d.steps_per_second, 2), "working_size": list(d.adaptive.size),
+                "backend": info.get("backend"), "restarts": self.watchdog.restarts if self.watchdog else 0,
+                "camera_reconnects": self.capture.reconnects, "faults": d.faults, "dream_steps": d.steps}
 
     def figures(self, display: bool = True) -> dict:
         """The session's figures for --stats (DESIGN.md): rates over the time since the

@@ -91,6 +91,7 @@ class Capture(threading.Thread):
         self.status = "starting"        # for the HUD: which source is showing and why
         self.events: list[str] = []     # the last MAX_EVENTS logged source events, in order
         self.heartbeat = Heartbeat()    # beaten every loop; the watchdog reads it
+        self.reconnects = 0             # times the source came back after failing (health)
         self._stop_event = threading.Event()
         self._number = 0
 
@@ -106,6 +107,7 @@ class Capture(threading.Thread):
         self._stop_event.set()
         new = Capture(self.plan, self.reconnect_seconds, self.fallback_opener, self.max_backoff)
         new.slot, new.events, new._number = self.slot, self.events, self._number
+        new.reconnects = self.reconnects
         return new
 
     def _event(self, level: int, text: str) -> None:
@@ -156,6 +158,7 @@ class Capture(threading.Thread):
                     next_retry = now + backoff
                 else:
                     if not first:
+                        self.reconnects += 1
                         self._event(logging.INFO, f"{primary.name} is back; switching to it")
                     backoff = self.reconnect_seconds
                     bad = 0

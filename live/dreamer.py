@@ -202,6 +202,11 @@ class Dreamer(threading.Thread):
         self._held = frame
         return new_seq, frame
 
+    @property
+    def steps_per_second(self) -> float:
+        """Dream steps per second over the recent passes (the HUD's and the health page's)."""
+        return self._rate()
+
     def _rate(self) -> float:
         """Dream steps per second of wall time over the recent passes."""
         if len(self._times) < 2:

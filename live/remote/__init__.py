@@ -34,7 +34,7 @@ def reachable_host(host: str) -> str:
 class Remotes:
     """The enabled remotes of a config, sharing one Commands and one preview slot."""
 
-    def __init__(self, cfg: Config, commands: Commands):
+    def __init__(self, cfg: Config, commands: Commands, health: Any = None):
         r = cfg.remote
         self.preview = Preview(r.stream_fps, r.stream_width)
         self.token = r.token or secrets.token_urlsafe(TOKEN_BYTES)
@@ -45,7 +45,7 @@ class Remotes:
             self.parts["OSC"] = OscServer(cfg.osc, commands)
         if r.enabled:
             from .web import WebRemote
-            self.parts["web remote"] = WebRemote(r, commands, self.preview, self.token)
+            self.parts["web remote"] = WebRemote(r, commands, self.preview, self.token, health)
         if cfg.midi.enabled:
             from .midi import MidiControl   # reads the mapping now: a broken file stops the start (exit 2)
             self.parts["MIDI"] = MidiControl(cfg.midi, commands)

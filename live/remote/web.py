@@ -18,6 +18,7 @@ from aiohttp import WSMsgType, web
 
 from ..commands import NO_VALUE, CommandError, Commands
 from ..config import RemoteConfig
+from ..supervision.health import Health, metrics
 from .preview import Preview, jpeg
 
 log = logging.getLogger(__name__)
@@ -53,8 +54,10 @@ def _error(status: int, reason: str) -> web.Response:
 class WebRemote:
     """`start()` serves on cfg.host:cfg.port (0: a free port, see `port`); `stop()` ends it."""
 
-    def __init__(self, cfg: RemoteConfig, commands: Commands, preview: Preview, token: str):
+    def __init__(self, cfg: RemoteConfig, commands: Commands, preview: Preview, token: str,
+                 health: Health | None = None):
         self.cfg, self.commands, self.preview, self.token = cfg, commands, preview, token
+        self.health = health
         self.port = 0
         self.unauthorized = self.bad_requests = self.errors = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -114,6 +117,8 @@ class WebRemote:
         app.router.add_post("/api/action", self.action)
         app.router.add_get("/ws", self.websocket)
         app.router.add_get("/stream.mjpg", self.stream)
+        app.router.add_get("/api/health", self.health_report)
+        app.router.add_get("/metrics", self.metrics)
         return app
 
     # -- the token ----------------------------------------------------------------------------
@@ -164,6 +169,19 @@ class WebRemote:
 
     async def state(self, request: web.Request) -> web.Response:
         return web.json_response(self.commands.public_state())
+
+    async def health_report(self, request: web.Request) -> web.Response:
+        """The installation's figures now and their history (live/supervision/health.py)."""
+        if self.health is None:
+            return _error(404, "no health figures in this run")
+        return web.json_response(self.health.report())
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        """The same figures in Prometheus' text format (a scraper sends the bearer token)."""
+        if self.health is None:
+            return _error(404, "no health figures in this run")
+        return web.Response(body=metrics(self.health.now()),
+                            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
     async def _body(self, request: web.Request) -> Any:
         try:

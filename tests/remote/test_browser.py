@@ -77,6 +77,7 @@ def drive(driver, app: App, shot: Path) -> None:
     wait.until(lambda d: d.find_element(By.ID, "layer").get_attribute("value") == "blocks.12")
     driver.find_element(By.ID, "freeze").click()
     assert wait_for(lambda: not state.frozen)
+    wait.until(lambda d: "faults 0" in d.find_element(By.ID, "health-line").text)   # /api/health with the cookie
     seq = app.dreamer.dreams.latest()[0]
     assert wait_for(lambda: app.dreamer.dreams.latest()[0] > seq + 30, 300)   # let the new dream grow
     wait.until(lambda d: d.execute_script("const i = document.getElementById('preview');"

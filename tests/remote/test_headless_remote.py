@@ -8,6 +8,7 @@ import pytest
 from conftest import OscClient, alongside, http, mjpeg_frame, read_video, small_config, wait_for
 from live.app import App
 from live.headless import run_headless
+from live.supervision.health import FIELDS
 
 TOKEN = "headless-remote-token-0123456789"
 
@@ -47,6 +48,15 @@ def steer(app: App, log: list) -> None:
         frame = mjpeg_frame(api + "/stream.mjpg", TOKEN)
         assert frame.shape == (120, 160, 3)                  # the recorded frame, at its size
         log.append("preview")
+        status, health = http("GET", api + "/api/health", token=TOKEN)
+        assert status == 200 and set(FIELDS) <= set(health) and isinstance(health["history"], list)
+        assert health["uptime_s"] > 0 and health["rss_mb"] > 50 and health["working_size"] == list(app.dreamer.adaptive.size)
+        assert health["dream_steps_per_second"] > 0 and health["display_fps"] is None   # headless: no screen
+        assert health["faults"] == 0 and health["restarts"] == 0 and health["camera_reconnects"] == 0
+        status, text = http("GET", api + "/metrics", token=TOKEN)
+        assert status == 200 and "dreamcam_dream_steps_per_second " in text and "dreamcam_faults_total 0.0" in text
+        assert http("GET", api + "/api/health")[0] == 401 and http("GET", api + "/metrics")[0] == 401
+        log.append("health")
     finally:
         osc.close()
 
@@ -58,6 +68,6 @@ def test_osc_and_the_api_steer_a_headless_recording(tmp_path, backbone):
     done: list[str] = []
     out = tmp_path / "steered.mp4"
     assert alongside(app, lambda: steer(app, done), lambda: run_headless(app, None, out, seconds=600)) == 0
-    assert done == ["osc: layer, strength, blend", "api: layer, strength, blend", "presets", "preview"]
+    assert done == ["osc: layer, strength, blend", "api: layer, strength, blend", "presets", "preview", "health"]
     assert len(read_video(out)) >= 4
     assert app.remotes.osc.applied >= 4 and app.remotes.osc.dropped == 0
