@@ -14,11 +14,12 @@ import models
 from . import STARTED
 from .capture import Capture
 from .commands import Commands
-from .config import Config, ConfigError
+from .config import Config, ConfigError, opening_hours
 from .dream import DreamEngine, objectives
 from .dream.temporal.coherent import TemporalDream
 from .dreamer import Dreamer, LiveSettings
 from .remote import Remotes
+from .schedule import Schedule
 from .sources import plan_source
 from .state import State
 from .stats import Stats
@@ -56,7 +57,8 @@ class App:
         self.commands = Commands(self.state, self.check_objective)   # keys, OSC, MIDI and the web
         self.health = Health(self.health_figures)
         self.remotes = Remotes(cfg, self.commands, self.health)
-        self.capture = Capture(self.plan, cfg.source.reconnect_seconds)
+        self.schedule = Schedule(opening_hours(cfg.schedule))
+        self.capture = Capture(self.plan, cfg.source.reconnect_seconds, asleep=lambda: self.state.asleep)
         d = cfg.dream
         # Cameras and the clouds come at the configured source shape; files show theirs
         # with the first frame, and the dreamer refits the working size then.
@@ -82,6 +84,7 @@ class App:
         objectives.parse(objective, layer, b.layers, b.class_index, b.channels)
 
     def start(self) -> None:
+        self.tick_schedule()   # closed at start: not one frame read nor one step dreamed
         self.health.start()
         self.remotes.start()
         self.capture.start()
@@ -105,6 +108,21 @@ class App:
         self.capture.stop()
         if self.dreamer.engine is not None:
             self.dreamer.engine.close()
+
+    def tick_schedule(self) -> bool:
+        """Staff's wake/sleep requests, then the opening hours, into state.asleep (the
+        capture releases the camera and the dreamer idles while it is set); True when asleep."""
+        request = self.state.take_schedule_request()
+        if request == "wake":
+            self.schedule.wake()
+        elif request == "sleep":
+            self.schedule.sleep()
+        asleep = self.schedule.asleep()
+        if asleep != self.state.asleep:
+            self.state.asleep = asleep
+            log.info("%s", "asleep: outside opening hours (camera released, no dreaming)" if asleep
+                     else "awake: opening hours")
+        return asleep
 
     # -- supervision (called from the watchdog thread) -------------------------------------
     def restart_capture(self) -> None:

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 MAX_BACKOFF_SECONDS = 30.0
 BAD_FRAMES_LIMIT = 10      # consecutive bad reads before a source counts as lost
 MAX_EVENTS = 200           # source events kept in memory for the HUD and tests (weeks of flapping)
+SLEEP_POLL = 0.5           # seconds between looks at the opening hours while asleep
 
 
 @dataclass(frozen=True)
@@ -81,9 +82,11 @@ class Capture(threading.Thread):
     opens again."""
 
     def __init__(self, plan: SourcePlan, reconnect_seconds: float = 2.0,
-                 fallback: Callable[[], Source] | None = None, max_backoff: float = MAX_BACKOFF_SECONDS):
+                 fallback: Callable[[], Source] | None = None, max_backoff: float = MAX_BACKOFF_SECONDS,
+                 asleep: Callable[[], bool] = lambda: False):
         super().__init__(name="capture", daemon=True)
         self.plan = plan
+        self.asleep = asleep            # outside opening hours: the source is closed (the camera released)
         self.slot: Slot[Frame] = Slot()
         self.reconnect_seconds = reconnect_seconds
         self.max_backoff = max(max_backoff, reconnect_seconds)
@@ -105,10 +108,18 @@ class Capture(threading.Thread):
         numbering and event log. This one is told to stop and publishes nothing more, even
         if the read it is stuck in returns one day; it closes its source when it does."""
         self._stop_event.set()
-        new = Capture(self.plan, self.reconnect_seconds, self.fallback_opener, self.max_backoff)
+        new = Capture(self.plan, self.reconnect_seconds, self.fallback_opener, self.max_backoff, self.asleep)
         new.slot, new.events, new._number = self.slot, self.events, self._number
         new.reconnects = self.reconnects
         return new
+
+    def _sleep(self, *sources: Source | None) -> None:
+        """Outside opening hours: the sources closed (the camera released), then a pause."""
+        for source in sources:
+            if source is not None:
+                source.close()
+        self.status = "asleep: outside opening hours"
+        self._stop_event.wait(SLEEP_POLL)
 
     def _event(self, level: int, text: str) -> None:
         self.events.append(text)
@@ -143,6 +154,11 @@ class Capture(threading.Thread):
         first = True
         while not self._stop_event.is_set():
             self.heartbeat.beat()
+            if self.asleep():
+                self._sleep(primary, fallback)
+                primary = fallback = None
+                first, next_retry = True, 0.0   # waking opens the source again at once (not a reconnect)
+                continue
             now = time.perf_counter()
             if primary is None and now >= next_retry:
                 try:

@@ -91,6 +91,8 @@ ACTIONS: tuple[Command, ...] = (
     _action("toggle_hud", "HUD on/off", "hud"),
     _action("toggle_help", "help overlay on/off", "help"),
     _action("toggle_mirror", "mirror on/off", "mirror"),
+    _action("wake", "wake the installation now, outside opening hours (until the next opening or closing)"),
+    _action("sleep", "put the installation to sleep now (until the next opening or closing)"),
     _action("toggle_midi_learn", "MIDI learn: then move a control; it binds to the last-changed setting"),
 )
 

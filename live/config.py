@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import models
+from .schedule import Hours, ScheduleError, parse_days, parse_time
 from .dream.settings import (AttractSettings, DreamSettings, MotionSettings, SettingsError, bounded, build,
                              choice)
 
@@ -111,6 +112,15 @@ class MidiConfig:
 
 
 @dataclass(frozen=True)
+class ScheduleConfig:
+    enabled: bool = False
+    days: str = "daily"                               # e.g. "tue-sun", "mon,wed,fri", "daily"
+    open: str = "10:00"                               # local time
+    close: str = "18:00"                              # at or before `open`: past midnight
+    picture: str = ""                                 # shown while closed; "" = a black screen
+
+
+@dataclass(frozen=True)
 class Preset:
     name: str = "preset"
     layer: str = "blocks.10"
@@ -133,6 +143,7 @@ class Config:
     osc: OscConfig = field(default_factory=OscConfig)
     remote: RemoteConfig = field(default_factory=RemoteConfig)
     midi: MidiConfig = field(default_factory=MidiConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     presets: tuple[Preset, ...] = ()
 
 
@@ -191,8 +202,28 @@ def _check_remotes(cfg: Config) -> None:
             raise ConfigError(f"'osc.allow': '{a}' is not an IP address") from None
 
 
+def opening_hours(s: ScheduleConfig) -> Hours | None:
+    """The [schedule] as Hours (None when off); a malformed day or time is one line naming its key."""
+    if not s.enabled:
+        return None
+    try:
+        days = parse_days(s.days)
+    except ScheduleError as exc:
+        raise ConfigError(f"'schedule.days' = '{s.days}': {exc}") from None
+    times = {}
+    for key in ("open", "close"):
+        try:
+            times[key] = parse_time(getattr(s, key))
+        except ScheduleError as exc:
+            raise ConfigError(f"'schedule.{key}': {exc}") from None
+    if s.picture and not Path(s.picture).expanduser().is_file():
+        raise ConfigError(f"'schedule.picture' = '{s.picture}' is not a file; give a picture, or \"\" for black")
+    return Hours(days, times["open"], times["close"])
+
+
 def _check_cross(cfg: Config) -> None:
     _check_remotes(cfg)
+    opening_hours(cfg.schedule)
     if cfg.motion.moving <= cfg.motion.still:
         raise ConfigError(f"'motion.moving' = {cfg.motion.moving} must be above 'motion.still' = {cfg.motion.still}")
     try:

@@ -25,7 +25,7 @@ import numpy as np
 
 from . import STARTED
 from .adaptive import AdaptiveSize, fit_aspect
-from .capture import Frame, Slot
+from .capture import SLEEP_POLL, Frame, Slot
 from .dream import DreamEngine, DreamSettings
 from .dream.gpu import is_out_of_memory, release_memory
 from .dream.images import noise, resize_image, zoom
@@ -298,6 +298,9 @@ class Dreamer(threading.Thread):
             out_of_memory = False
             try:
                 s = self.settings.live_settings()
+                if s.asleep:                        # outside opening hours: no steps, next to no CPU
+                    self._stop_event.wait(SLEEP_POLL)
+                    continue
                 seq, frame = self._next_frame(seq, s)
                 if frame is None:
                     continue

@@ -30,6 +30,7 @@ class LiveSettings:
     noise: bool = False          # dream from noise instead of the camera
     frozen: bool = False         # keep dreaming on the frame held when frozen
     reset: int = 0               # bumped by the 'r' key: forget the carried dream
+    asleep: bool = False         # outside opening hours: no dream steps
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,8 @@ class State:
     snapshots_allowed: bool = True
     headless: bool = False        # a recording: no screen to snapshot
     midi_learn: bool = False      # armed: the next MIDI control moved binds to the last-changed setting
+    asleep: bool = False          # outside opening hours ([schedule]); the app sets it
+    schedule_request: str = ""    # "wake" or "sleep" asked by staff; the app takes it
     message: str = ""
     message_time: float = 0.0
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)  # injected in tests
@@ -97,7 +100,7 @@ class State:
     def live_settings(self) -> LiveSettings:
         with self._lock:
             return LiveSettings(self.layer, self.objective, self.strength, self.zooming, self.zoom,
-                                self.noise, self.frozen, self.resets)
+                                self.noise, self.frozen, self.resets, self.asleep)
 
     def view(self) -> View:
         with self._lock:
@@ -194,6 +197,19 @@ class State:
     def toggle_noise(self) -> None:
         self.noise = not self.noise
         self.say("dreaming from noise" if self.noise else "dreaming on the camera")
+
+    def wake(self) -> None:
+        with self._lock:
+            self.schedule_request = "wake"
+
+    def sleep(self) -> None:
+        with self._lock:
+            self.schedule_request = "sleep"
+
+    def take_schedule_request(self) -> str:
+        with self._lock:
+            request, self.schedule_request = self.schedule_request, ""
+            return request
 
     def reset_dream(self) -> None:
         self.resets += 1

@@ -20,6 +20,7 @@ from .window import Window, snapshot
 log = logging.getLogger(__name__)
 
 HUD_PERIOD = 0.25             # seconds between HUD text updates
+SLEEP_FPS = 4                 # display rate outside opening hours (the black screen or the picture)
 
 
 class WindowLoop:
@@ -33,6 +34,7 @@ class WindowLoop:
         self.dream: Dream | None = None
         self.hud: tuple[str, ...] = ()
         self.hud_due = 0.0
+        self.sleeping: tuple[tuple[int, int], pygame.Surface | None] | None = None   # (screen size, fitted picture)
 
     def run(self) -> int:
         app, state = self.app, self.app.state
@@ -47,6 +49,11 @@ class WindowLoop:
         try:
             while state.running:
                 self.events(window)
+                if app.tick_schedule():
+                    self.sleep_screen(window)
+                    self.housekeeping(window, deadline)
+                    clock.tick(SLEEP_FPS)
+                    continue
                 new_frame = self.draw(window.screen, comp)
                 app.remotes.preview.offer_surface(window.screen)
                 window.present()
@@ -74,6 +81,22 @@ class WindowLoop:
                 window.resized()
         if state.fullscreen != window.fullscreen:
             window.set_fullscreen(state.fullscreen)
+
+    def sleep_screen(self, window: Window) -> None:
+        """Outside opening hours: black, or [schedule] picture fitted to the screen."""
+        screen = window.screen
+        screen.fill((0, 0, 0))
+        picture = self.app.cfg.schedule.picture
+        if picture and (self.sleeping is None or self.sleeping[0] != screen.get_size()):
+            try:
+                self.sleeping = (screen.get_size(), fitted(pygame.image.load(picture), screen.get_size()))
+            except (pygame.error, OSError) as exc:
+                log.warning("schedule.picture '%s' cannot be shown (%s); black instead", picture, exc)
+                self.sleeping = (screen.get_size(), None)
+        if picture and self.sleeping[1] is not None:
+            img = self.sleeping[1]
+            screen.blit(img, img.get_rect(center=screen.get_rect().center))
+        window.present()
 
     def draw(self, target: pygame.Surface, comp: Compositor) -> Frame | None:
         """Draw one display frame from the newest picture and dream (never waits);
@@ -111,6 +134,12 @@ class WindowLoop:
         if deadline is not None and mono >= deadline:
             state.quit()
         app.notifier.ping(mono)
+
+
+def fitted(img: pygame.Surface, size: tuple[int, int]) -> pygame.Surface:
+    """The picture scaled to fit inside `size`, its shape kept."""
+    k = min(size[0] / img.get_width(), size[1] / img.get_height())
+    return pygame.transform.smoothscale(img, (max(1, round(img.get_width() * k)), max(1, round(img.get_height() * k))))
 
 
 def run_window(app: App, seconds: float | None = None) -> int:
