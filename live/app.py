@@ -13,7 +13,7 @@ import time
 import models
 from . import STARTED
 from .capture import Capture
-from .commands import Commands
+from .commands import CommandError, Commands
 from .config import Config, ConfigError, opening_hours
 from .dream import DreamEngine, objectives
 from .dream.temporal.coherent import TemporalDream
@@ -65,7 +65,8 @@ class App:
         shaped = self.plan.is_camera or self.plan.description == "clouds"
         aspect = cfg.source.width / cfg.source.height if shaped else None
         self.dreamer = Dreamer(self.make_engine, self.capture.slot, self.state, d, aspect=aspect,
-                               temporal=lambda eng: TemporalDream(eng, cfg.motion, cfg.attract))
+                               temporal=lambda eng: TemporalDream(eng, cfg.motion, cfg.attract),
+                               revert=self.revert_settings)
         # Build the first engine now, so a bad layer/objective stops the start with one line.
         self.dreamer.engine = self.make_engine(self.dreamer.adaptive.size, self.state.live_settings())
         self.stats = Stats()
@@ -77,6 +78,16 @@ class App:
         """An engine with the [dream] settings and the live layer, objective and strength."""
         return DreamEngine(self.backbone, settings=self.cfg.dream, layer=s.layer, size=size,
                            objective=s.objective, strength=s.strength, background=True)
+
+    def revert_settings(self, good: LiveSettings) -> None:
+        """The dreamer's way back to settings that dreamed: through the command layer, so
+        every remote hears of it."""
+        try:
+            self.commands.set_many({"layer": good.layer, "objective": good.objective, "strength": good.strength},
+                                   source="dreamer")
+            self.state.say(f"back to {good.layer} / {good.objective}: the new settings kept failing")
+        except CommandError as exc:
+            log.error("could not take the failing settings back: %s", exc)
 
     def check_objective(self, objective: str, layer: str) -> None:
         """Refuse (raise) an objective the layer cannot dream, before it reaches the dreamer."""

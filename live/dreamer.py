@@ -38,6 +38,7 @@ from .supervision.watchdog import Heartbeat
 log = logging.getLogger(__name__)
 
 FAULT_BACKOFF = (0.5, 10.0)              # first and longest pause before rebuilding the engine
+REVERT_AFTER = 3                          # faults in a row with new settings before they are taken back
 SLOW_STEP_GRACE = 600.0                  # s the watchdog allows for building an engine or the first
                                          # step after a change (an ONNX export on a slow CPU)
 
@@ -63,6 +64,7 @@ class Dream:
 
 
 EngineFactory = Callable[[tuple[int, int], LiveSettings], DreamEngine]
+Revert = Callable[[LiveSettings], None]   # back to settings that dreamed (through the command layer)
 TemporalFactory = Callable[[DreamEngine], TemporalDream]  # flow + motion around an engine
 Clock = Callable[[], float]
 
@@ -78,8 +80,12 @@ class Dreamer(threading.Thread):
 
     def __init__(self, make_engine: EngineFactory, frames: Slot[Frame], settings: SettingsSource,
                  dream: DreamSettings = DreamSettings(), aspect: float | None = None,
-                 temporal: TemporalFactory | None = None, clock: Clock = time.monotonic, seed: int = 0):
+                 temporal: TemporalFactory | None = None, clock: Clock = time.monotonic, seed: int = 0,
+                 revert: Revert | None = None):
         super().__init__(name="dreamer", daemon=True)
+        self.revert = revert
+        self._good: LiveSettings | None = None    # the settings of the last step that worked
+        self._failing = 0                          # faults in a row since then
         self.make_engine = make_engine
         self.frames = frames
         self.settings = settings
@@ -123,7 +129,8 @@ class Dreamer(threading.Thread):
         self._abandoned = True
         self._stop_event.set()
         new = Dreamer(self.make_engine, self.frames, self.settings, self.config,
-                      temporal=self.make_temporal, clock=self.clock)
+                      temporal=self.make_temporal, clock=self.clock, revert=self.revert)
+        new._good = self._good
         new.adaptive, new.dreams, new._rng, new._shape = self.adaptive, self.dreams, self._rng, self._shape
         new.faults, new.steps, new._number = self.faults, self.steps, self._number
         new.first_dream_at = self.first_dream_at
@@ -305,6 +312,7 @@ class Dreamer(threading.Thread):
                 if frame is None:
                     continue
                 self.step_once(frame)
+                self._good, self._failing = s, 0
                 if last_error:
                     log.info("dreaming again (%d dream faults so far)", self.faults)
                     last_error = ""
@@ -324,6 +332,7 @@ class Dreamer(threading.Thread):
                 continue
             if out_of_memory and self._out_of_memory():
                 continue
+            self._take_back(s, fault)
             if fault != last_error and out_of_memory:  # at the smallest size already
                 log.error("dream step failed (%s) at the smallest working size; restarting the engine", fault)
             last_error = fault
@@ -335,6 +344,20 @@ class Dreamer(threading.Thread):
             self._restart()
         if self.engine is not None:
             self.engine.close()  # stopped, or woke up after the watchdog replaced it: no hooks left behind
+
+    def _take_back(self, s: LiveSettings, fault: str) -> None:
+        """Settings that make every step fail (whatever got past the checks) are taken
+        back to the last ones that dreamed, with one line, instead of a frozen picture."""
+        self._failing += 1
+        good = self._good
+        if self.revert is None or good is None or self._failing < REVERT_AFTER:
+            return
+        if (s.layer, s.objective, s.strength) == (good.layer, good.objective, good.strength):
+            return   # not the settings' fault
+        log.warning("dream steps keep failing with layer %s, objective '%s', strength %g (%s); back to %s, '%s', %g",
+                    s.layer, s.objective, s.strength, fault, good.layer, good.objective, good.strength)
+        self._failing = 0
+        self.revert(good)
 
     def _out_of_memory(self) -> bool:
         """Out of device memory: a smaller working size for the rest of the run, a fresh

@@ -27,6 +27,7 @@ from live import config
 from live.adaptive import AdaptiveSize, adaptive_ladder, fit_aspect
 from live.app import App
 from live.capture import Capture, Frame, Slot
+from live.commands import Commands
 from live.dream import DreamEngine
 from live.dream.files import partial_name
 from live.dream.images import natural_picture as natural_image
@@ -326,6 +327,48 @@ def test_non_finite_values_are_logged_and_the_engine_restarted_and_freed(backbon
     assert sum("non-finite" in r.getMessage() and "dream step failed" in r.getMessage()
                for r in caplog.records) == 1
     assert any("dreaming again" in r.getMessage() for r in caplog.records)
+
+
+def test_settings_whose_steps_keep_failing_are_taken_back(backbone, caplog):
+    """A setting every step fails with (here one channel, made to fail the way a broken
+    backend would) is taken back to the last settings that dreamed, through the command
+    layer, with one line: the picture does not freeze until someone notices."""
+    state = State.from_config(cfg())
+    commands = Commands(state)
+
+    def breaks_on_channel_3(size, s):
+        eng = DreamEngine(backbone, layer=s.layer, size=size, strength=s.strength, objective=s.objective,
+                          precision="fp32", backend="torch", seed=0)
+        real = eng.run_steps
+
+        def run_steps(x, n, strength=None):
+            if eng.objective == "channel:3":
+                raise RuntimeError("this objective breaks the step")
+            return real(x, n, strength)
+        eng.run_steps = run_steps
+        return eng
+
+    frames: Slot[Frame] = Slot()
+    dreamer = Dreamer(breaks_on_channel_3, frames, state, cfg().dream,
+                      revert=lambda good: commands.set_many({"layer": good.layer, "objective": good.objective,
+                                                             "strength": good.strength}, source="dreamer"))
+    caplog.set_level(logging.INFO)
+    steps: list[int] = []
+    stop = threading.Event()
+    feed(frames, stop, natural_image(128, 96))
+    dreamer.start()
+    try:
+        assert wait_for(lambda: dreamer.steps >= 2, 60)
+        commands.run("objective", "channel:3")
+        assert wait_for(lambda: dreamer.faults >= 3 and state.objective == "amplify", 60)
+        steps.append(dreamer.steps)
+        assert wait_for(lambda: dreamer.steps > steps[0] + 2, 60)          # dreaming again
+    finally:
+        stop.set()
+        dreamer.stop()
+    assert dreamer.faults == 3
+    lines = [r.getMessage() for r in caplog.records if "keep failing" in r.getMessage()]
+    assert len(lines) == 1 and "objective 'channel:3'" in lines[0] and "back to blocks.10, 'amplify'" in lines[0]
 
 
 # -- the working size follows the source's aspect -----------------------------------------
