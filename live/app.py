@@ -20,6 +20,7 @@ from .dream.temporal.coherent import TemporalDream
 from .dreamer import Dreamer, LiveSettings
 from .remote import Remotes
 from .schedule import Schedule
+from .souvenir import Souvenirs
 from .sources import plan_source
 from .state import State
 from .stats import Stats
@@ -56,7 +57,9 @@ class App:
         self.state = State.from_config(cfg, camera=self.plan.is_camera)
         self.commands = Commands(self.state, self.check_objective)   # keys, OSC, MIDI and the web
         self.health = Health(self.health_figures)
-        self.remotes = Remotes(cfg, self.commands, self.health)
+        sv = cfg.souvenir
+        self.souvenirs = Souvenirs(sv.folder, sv.minutes, sv.max_mb) if sv.enabled else None
+        self.remotes = Remotes(cfg, self.commands, self.health, self.souvenirs)
         self.schedule = Schedule(opening_hours(cfg.schedule))
         self.capture = Capture(self.plan, cfg.source.reconnect_seconds, asleep=lambda: self.state.asleep)
         d = cfg.dream

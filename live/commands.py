@@ -91,6 +91,7 @@ ACTIONS: tuple[Command, ...] = (
     _action("toggle_hud", "HUD on/off", "hud"),
     _action("toggle_help", "help overlay on/off", "help"),
     _action("toggle_mirror", "mirror on/off", "mirror"),
+    _action("souvenir", "a visitor's souvenir: the picture on screen, shown as a QR code to take home"),
     _action("wake", "wake the installation now, outside opening hours (until the next opening or closing)"),
     _action("sleep", "put the installation to sleep now (until the next opening or closing)"),
     _action("toggle_midi_learn", "MIDI learn: then move a control; it binds to the last-changed setting"),
@@ -200,6 +201,10 @@ class Commands:
             raise CommandError("no screen to snapshot in a headless recording (the video is the output)")
         if cmd.name == "snapshot" and not s.snapshots_allowed:
             raise CommandError("snapshots are off in kiosk mode (kiosk.snapshots)")
+        if cmd.name == "souvenir" and not s.souvenirs_allowed:
+            raise CommandError("souvenirs are off ([souvenir] enabled = false)")
+        if cmd.name == "souvenir" and s.headless:
+            raise CommandError("no screen to take a souvenir of in a headless recording")
 
     def check(self, name: Any, value: Any) -> tuple[Command, Any]:
         """(command, value converted and range-checked) or a CommandError."""
@@ -250,6 +255,13 @@ class Commands:
                 self.last_action = cmd.name
             self.last_setting = cmd.changes or self.last_setting
         return cmd.name
+
+    def souvenir(self, source: str = "remote") -> str:
+        """The souvenir action, answering its one-time token (the web remote's reply has its URL)."""
+        with self._lock:
+            self._allowed(self.command("souvenir"), source)
+            self.last_action = "souvenir"
+            return self.state.souvenir()
 
     def set_many(self, changes: dict, source: str = "remote") -> list[str]:
         """Set several settings at once: all are checked first, then all applied together
@@ -324,4 +336,4 @@ class Commands:
         s = self.state
         return {**self.values(), "preset_name": s.preset_name, "presets": [p.name for p in s.presets],
                 "layers": list(s.layers), "kiosk": s.kiosk, "message": s.message, "snapshots": s.snapshots,
-                "midi_learn": s.midi_learn}
+                "midi_learn": s.midi_learn, "souvenirs": s.souvenirs_allowed}

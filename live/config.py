@@ -121,6 +121,15 @@ class ScheduleConfig:
 
 
 @dataclass(frozen=True)
+class SouvenirConfig:
+    enabled: bool = False                             # privacy: off unless the gallery says so
+    minutes: float = bounded(15.0, 1.0, 10080.0)      # how long a souvenir's link works; then it is deleted
+    seconds: float = bounded(20.0, 3.0, 120.0)        # how long the QR code stays on screen
+    folder: str = "souvenirs"
+    max_mb: float = bounded(500.0, 1.0, 100000.0)     # disk cap: the oldest souvenirs go first
+
+
+@dataclass(frozen=True)
 class Preset:
     name: str = "preset"
     layer: str = "blocks.10"
@@ -144,6 +153,7 @@ class Config:
     remote: RemoteConfig = field(default_factory=RemoteConfig)
     midi: MidiConfig = field(default_factory=MidiConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    souvenir: SouvenirConfig = field(default_factory=SouvenirConfig)
     presets: tuple[Preset, ...] = ()
 
 
@@ -224,6 +234,9 @@ def opening_hours(s: ScheduleConfig) -> Hours | None:
 def _check_cross(cfg: Config) -> None:
     _check_remotes(cfg)
     opening_hours(cfg.schedule)
+    if cfg.souvenir.enabled and not cfg.remote.enabled:
+        raise ConfigError("'souvenir.enabled' needs the web remote (remote.enabled = true): the souvenirs' "
+                          "links are served on its port")
     if cfg.motion.moving <= cfg.motion.still:
         raise ConfigError(f"'motion.moving' = {cfg.motion.moving} must be above 'motion.still' = {cfg.motion.still}")
     try:

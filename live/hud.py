@@ -54,14 +54,18 @@ class Panels:
         self._help_cache: tuple[tuple, pygame.Surface] | None = None
         self._msg_cache: tuple[str, pygame.Surface] | None = None
         self.qr: str | None = None     # the web remote's URL with its token, shown with the HUD
-        self._qr_cache: tuple[tuple, pygame.Surface] | None = None
+        self.souvenir: tuple[str, str] | None = None   # a visitor's souvenir: (its URL, the consent line)
+        self._qr_cache: dict[tuple, pygame.Surface] = {}
 
     def draw(self, target: pygame.Surface, hud: tuple[str, ...] = (), message: str = "",
              help_lines: list[tuple[str, str]] | None = None) -> None:
         if hud:
             self._draw_hud(target, tuple(hud))
             if self.qr:
-                self._draw_qr(target, self.qr)
+                self._draw_qr(target, self.qr, ("web remote: scan",), right=True)
+        if self.souvenir:
+            url, consent = self.souvenir
+            self._draw_qr(target, url, ("Your dream: scan to take it home", consent), right=False)
         if message:
             self._draw_message(target, message)
         if help_lines:
@@ -115,20 +119,24 @@ class Panels:
         tw, th = target.get_size()
         target.blit(panel, ((tw - panel.get_width()) // 2, th - panel.get_height() - th // 12))
 
-    def _draw_qr(self, target: pygame.Surface, url: str) -> None:
-        """The URL as a QR code (dark modules on white, 4-module quiet zone), bottom right."""
-        key = (url, target.get_height())
-        if self._qr_cache is None or self._qr_cache[0] != key:
+    def _draw_qr(self, target: pygame.Surface, url: str, labels: tuple[str, ...], right: bool) -> None:
+        """The URL as a QR code (dark modules on white, 4-module quiet zone) under its labels,
+        in the bottom right (the remote) or bottom left (a souvenir) corner."""
+        key = (url, labels, target.get_height())
+        if key not in self._qr_cache:
             dark = np.array(segno.make(url, error="m").matrix, dtype=bool)
             dark = np.pad(dark, 4)                                   # the quiet zone scanners need
             px = max(2, target.get_height() // 3 // dark.shape[0])
             grey = np.where(dark, 0, 255).astype(np.uint8).repeat(px, 0).repeat(px, 1)
             code = pygame.surfarray.make_surface(np.ascontiguousarray(np.stack([grey.T] * 3, axis=-1)))
-            label = self._font(target).render("web remote: scan", True, HUD_COLOR)
-            self._qr_cache = (key, self._panel([label, code], 8))
-        panel = self._qr_cache[1]
+            rows = [self._font(target).render(text, True, HUD_COLOR) for text in labels]
+            if len(self._qr_cache) > 8:
+                self._qr_cache.clear()
+            self._qr_cache[key] = self._panel(rows + [code], 8)
+        panel = self._qr_cache[key]
         tw, th = target.get_size()
-        target.blit(panel, (tw - panel.get_width() - 10, th - panel.get_height() - 10))
+        x = tw - panel.get_width() - 10 if right else 10
+        target.blit(panel, (x, th - panel.get_height() - 10))
 
     def text_center(self, target: pygame.Surface, text: str) -> None:
         surf = self._font(target, 1.3).render(text, True, HUD_COLOR)

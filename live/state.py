@@ -12,6 +12,7 @@ from typing import Callable
 
 import models
 from .config import Config, Preset, mirrored
+from .souvenir import new_token
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,8 @@ class State:
     midi_learn: bool = False      # armed: the next MIDI control moved binds to the last-changed setting
     asleep: bool = False          # outside opening hours ([schedule]); the app sets it
     schedule_request: str = ""    # "wake" or "sleep" asked by staff; the app takes it
+    souvenirs_allowed: bool = False   # [souvenir] enabled
+    souvenir_requests: list = field(default_factory=list)   # tokens asked for; the renderer takes them
     message: str = ""
     message_time: float = 0.0
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)  # injected in tests
@@ -94,7 +97,8 @@ class State:
         return cls(layers=models.layers_of(d.model), presets=cfg.presets, layer=d.layer, clock=clock,
                    objective=d.objective, strength=d.strength, blend=r.blend, zoom=d.zoom,
                    mirror=mirrored(r.mirror, camera), crossfade=r.crossfade, scale=r.scale, hud=r.hud,
-                   fullscreen=r.fullscreen, kiosk=k.enabled, snapshots_allowed=(not k.enabled or k.snapshots))
+                   fullscreen=r.fullscreen, kiosk=k.enabled, snapshots_allowed=(not k.enabled or k.snapshots),
+                   souvenirs_allowed=cfg.souvenir.enabled)
 
     # -- snapshots for the readers --------------------------------------------------------
     def live_settings(self) -> LiveSettings:
@@ -205,6 +209,18 @@ class State:
     def sleep(self) -> None:
         with self._lock:
             self.schedule_request = "sleep"
+
+    def souvenir(self) -> str:
+        """A visitor's souvenir of the picture on screen: its one-time token (the renderer saves it)."""
+        token = new_token()
+        with self._lock:
+            self.souvenir_requests.append(token)
+        return token
+
+    def take_souvenir_requests(self) -> list[str]:
+        with self._lock:
+            taken, self.souvenir_requests = self.souvenir_requests, []
+            return taken
 
     def take_schedule_request(self) -> str:
         with self._lock:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import signal
 import time
+from dataclasses import replace
 
+import numpy as np
 import pygame
 
 from . import controls
@@ -34,12 +36,14 @@ class WindowLoop:
         self.dream: Dream | None = None
         self.hud: tuple[str, ...] = ()
         self.hud_due = 0.0
+        self.comp: Compositor | None = None
+        self.souvenir_until = 0.0     # monotonic time the souvenir's QR code goes away
         self.sleeping: tuple[tuple[int, int], pygame.Surface | None] | None = None   # (screen size, fitted picture)
 
     def run(self) -> int:
         app, state = self.app, self.app.state
         window = Window(app.cfg.render)
-        comp = Compositor()
+        comp = self.comp = Compositor()
         clock = pygame.time.Clock()
         deadline = None if self.seconds is None else time.monotonic() + self.seconds
         previous = signal.signal(signal.SIGTERM, lambda *_: state.quit())
@@ -81,6 +85,31 @@ class WindowLoop:
                 window.resized()
         if state.fullscreen != window.fullscreen:
             window.set_fullscreen(state.fullscreen)
+
+    def take_souvenir(self, window: Window, token: str, now: float) -> None:
+        """The picture on screen without the HUD, help or notices, at the screen's resolution,
+        saved under its one-time name; its QR code and the consent line shown for a while."""
+        app, panels = self.app, self.comp.panels
+        clean = pygame.Surface(window.screen.get_size(), 0, 32)
+        shown, panels.souvenir = panels.souvenir, None
+        self.comp.draw(clean, replace(app.state.view(), hud=False, help=False, message=""))
+        panels.souvenir = shown
+        w, h = clean.get_size()
+        rgb = np.frombuffer(pygame.image.tobytes(clean, "RGB"), np.uint8).reshape(h, w, 3)
+        url = app.remotes.souvenir_url(token)
+        if url is None:
+            app.state.say("souvenirs need the web remote, and it is not running")
+            return
+        try:
+            app.souvenirs.save(token, rgb)
+        except (OSError, ValueError) as exc:
+            log.error("souvenir not saved: %s", exc)
+            app.state.say("the souvenir could not be saved")
+            return
+        minutes = app.cfg.souvenir.minutes
+        panels.souvenir = (url, f"kept {minutes:g} min on this machine, then deleted; scan only if you agree")
+        self.souvenir_until = now + app.cfg.souvenir.seconds
+        log.info("souvenir %s... saved (%dx%d), its link works for %g min", token[:6], w, h, minutes)
 
     def sleep_screen(self, window: Window) -> None:
         """Outside opening hours: black, or [schedule] picture fitted to the screen."""
@@ -125,6 +154,10 @@ class WindowLoop:
             path = snapshot(window.screen, app.cfg.output.snapshots, on_error=state.say)
             state.say(f"snapshot {path.name}")
         mono = time.monotonic()
+        for token in state.take_souvenir_requests():
+            self.take_souvenir(window, token, mono)
+        if self.comp.panels.souvenir and mono >= self.souvenir_until:
+            self.comp.panels.souvenir = None
         if mono >= self.hud_due:
             self.hud = hud_lines(state, app.stats, self.dream, app.capture.status, app.dreamer.adaptive.level,
                                  app.cfg.dream.steps_per_frame)

@@ -335,8 +335,8 @@ class OscClient:
 
 
 def http(method: str, url: str, body=None, token: str | None = None, raw: bytes | None = None,
-         headers: dict[str, str] | None = None):
-    """(status, parsed JSON or text) of one real HTTP request."""
+         headers: dict[str, str] | None = None, raw_reply: bool = False):
+    """(status, parsed JSON or text, or the bytes with raw_reply) of one real HTTP request."""
     import json as _json
     import urllib.error
     import urllib.request
@@ -350,13 +350,26 @@ def http(method: str, url: str, body=None, token: str | None = None, raw: bytes 
         req.add_header("Content-Type", "application/json")
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:
-            status, text = resp.status, resp.read().decode()
+            status, data = resp.status, resp.read()
     except urllib.error.HTTPError as exc:
-        status, text = exc.code, exc.read().decode()
+        status, data = exc.code, exc.read()
+    if raw_reply:
+        return status, data
+    text = data.decode()
     try:
         return status, _json.loads(text)
     except ValueError:
         return status, text
+
+
+def decode_qr(bgr) -> str:
+    """OpenCV's classic detector loses the code on some dream backgrounds (a phone's
+    scanner looks at the code alone); the ArUco-based one finds it: try both."""
+    for detector in (cv2.QRCodeDetector(), cv2.QRCodeDetectorAruco()):
+        text, _, _ = detector.detectAndDecode(bgr)
+        if text:
+            return text
+    return ""
 
 
 def mjpeg_frame(url: str, token: str) -> np.ndarray:

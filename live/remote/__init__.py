@@ -11,6 +11,7 @@ from typing import Any
 
 from ..commands import Commands
 from ..config import Config
+from ..souvenir import PATH as SOUVENIR_PATH
 from .preview import Preview
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ def reachable_host(host: str) -> str:
 class Remotes:
     """The enabled remotes of a config, sharing one Commands and one preview slot."""
 
-    def __init__(self, cfg: Config, commands: Commands, health: Any = None):
+    def __init__(self, cfg: Config, commands: Commands, health: Any = None, souvenirs: Any = None):
         r = cfg.remote
         self.preview = Preview(r.stream_fps, r.stream_width)
         self.token = r.token or secrets.token_urlsafe(TOKEN_BYTES)
@@ -45,7 +46,7 @@ class Remotes:
             self.parts["OSC"] = OscServer(cfg.osc, commands)
         if r.enabled:
             from .web import WebRemote
-            self.parts["web remote"] = WebRemote(r, commands, self.preview, self.token, health)
+            self.parts["web remote"] = WebRemote(r, commands, self.preview, self.token, health, souvenirs)
         if cfg.midi.enabled:
             from .midi import MidiControl   # reads the mapping now: a broken file stops the start (exit 2)
             self.parts["MIDI"] = MidiControl(cfg.midi, commands)
@@ -69,6 +70,12 @@ class Remotes:
         if self.web is None or not self.web.port:
             return None
         return f"http://{reachable_host(self.cfg.remote.host)}:{self.web.port}/?token={self.token}"
+
+    def souvenir_url(self, token: str) -> str | None:
+        """Where a visitor's phone fetches a souvenir (no token needed for that one file)."""
+        if self.web is None or not self.web.port:
+            return None
+        return f"http://{reachable_host(self.cfg.remote.host)}:{self.web.port}{SOUVENIR_PATH}{token}.jpg"
 
     def start(self) -> None:
         for name, part in list(self.parts.items()):

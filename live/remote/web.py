@@ -18,6 +18,7 @@ from aiohttp import WSMsgType, web
 
 from ..commands import NO_VALUE, CommandError, Commands
 from ..config import RemoteConfig
+from ..souvenir import PATH as SOUVENIR_PATH, Souvenirs
 from ..supervision.health import Health, metrics
 from .preview import Preview, jpeg
 
@@ -55,9 +56,9 @@ class WebRemote:
     """`start()` serves on cfg.host:cfg.port (0: a free port, see `port`); `stop()` ends it."""
 
     def __init__(self, cfg: RemoteConfig, commands: Commands, preview: Preview, token: str,
-                 health: Health | None = None):
+                 health: Health | None = None, souvenirs: Souvenirs | None = None):
         self.cfg, self.commands, self.preview, self.token = cfg, commands, preview, token
-        self.health = health
+        self.health, self.souvenirs = health, souvenirs
         self.port = 0
         self.unauthorized = self.bad_requests = self.errors = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -134,6 +135,8 @@ class WebRemote:
     @web.middleware
     async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
+            if request.path.startswith(SOUVENIR_PATH) and request.method in ("GET", "HEAD"):
+                return self.souvenir(request.path[len(SOUVENIR_PATH):])   # the one thing without the token
             if request.path == "/" and self._matches(request.query.get("token")):
                 raise self._login()
             if not self.authorized(request):
@@ -169,6 +172,15 @@ class WebRemote:
 
     async def state(self, request: web.Request) -> web.Response:
         return web.json_response(self.commands.public_state())
+
+    def souvenir(self, name: str) -> web.StreamResponse:
+        """One live souvenir by its one-time name; anything else (a guess, an expired one,
+        the folder itself) is the same 404."""
+        path = self.souvenirs.file(name[:-4]) if self.souvenirs is not None and name.endswith(".jpg") else None
+        if path is None:
+            return _error(404, "no such souvenir (they expire)")
+        return web.FileResponse(path, headers={"Content-Type": "image/jpeg", "Cache-Control": "no-store",
+                                               "X-Content-Type-Options": "nosniff"})
 
     async def health_report(self, request: web.Request) -> web.Response:
         """The installation's figures now and their history (live/supervision/health.py)."""
@@ -208,6 +220,10 @@ class WebRemote:
         try:
             if not isinstance(body, dict) or set(body) != {"action"}:
                 raise CommandError('expected {"action": NAME}')
+            if name == "souvenir":
+                token = self.commands.souvenir(source="remote")
+                return web.json_response({"done": name, "url": f"{request.scheme}://{request.host}"
+                                          f"{SOUVENIR_PATH}{token}.jpg", "state": self.commands.public_state()})
             self.commands.run(name, NO_VALUE, source="remote")
         except CommandError as exc:
             self.bad_requests += 1

@@ -69,6 +69,7 @@ CASES = [
     ("class", [*HEADLESS, "--set", "dream.objective=class:unicorn"], "'unicorn' is not an ImageNet class"),
     ("channel", [*HEADLESS, "--set", "dream.objective=channel:100000"], "channel 100000 does not exist"),
     ("objective", [*HEADLESS, "--set", "dream.objective=louder"], "objective 'louder' is not understood"),
+    ("souvenir-no-remote", [*HEADLESS, "--set", "souvenir.enabled=true"], "'souvenir.enabled' needs the web remote"),
     ("objective-nan", [*HEADLESS, "--set", 'dream.objective="nan*amplify"'], "weight 'nan' in objective"),
     ("objective-huge", [*HEADLESS, "--set", 'dream.objective="1e300*amplify"'], "must be a finite number"),
     ("preset-class", [*HEADLESS, "--config", "{tmp}/preset_class.toml"], "presets[0] ('x')"),

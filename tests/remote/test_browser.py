@@ -99,3 +99,45 @@ def test_a_preset_pressed_on_the_page_changes_the_state(chrome, tmp_path, backbo
     if os.environ.get("DREAMCAM_SCREENSHOT"):
         shutil.copyfile(shot, os.environ["DREAMCAM_SCREENSHOT"])
     assert np.count_nonzero(img.std(axis=2) > 0) > 0
+
+
+def test_a_souvenir_asked_for_on_the_page_comes_from_the_qr_code_on_the_screen(chrome, tmp_path, backbone):
+    """Staff press "souvenir" on the phone; the installation's screen shows the QR code; its
+    URL opens in the browser as the JPEG without the token; a guess and, later, the expired
+    link are 404."""
+    import time
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from conftest import decode_qr, http, mjpeg_frame
+    from live.windowed import WindowLoop
+    cfg = small_config("render.fullscreen=false", "render.width=640", "render.height=480", "remote.enabled=true",
+                       "remote.port=0", f"remote.token=\"{TOKEN}\"", "souvenir.enabled=true",
+                       f"souvenir.folder=\"{(tmp_path / 'sv').as_posix()}\"")
+    app = App(cfg, "clouds", backbone=backbone)
+    seen: dict = {}
+
+    def staff() -> None:
+        assert wait_for(lambda: app.remotes.url is not None and app.dreamer.steps > 3, 120)
+        port = app.remotes.web.port
+        api = f"http://127.0.0.1:{port}"
+        chrome.get(app.remotes.url.replace(app.remotes.url.split("/")[2], f"127.0.0.1:{port}"))
+        wait = WebDriverWait(chrome, 60)
+        wait.until(lambda d: d.find_element(By.ID, "souvenir").is_displayed())
+        chrome.find_element(By.ID, "souvenir").click()
+        wait.until(lambda d: "souvenir" in d.find_element(By.ID, "message").text)
+        assert wait_for(lambda: decode_qr(mjpeg_frame(api + "/stream.mjpg", TOKEN)).endswith(".jpg"), 60)
+        url = decode_qr(mjpeg_frame(api + "/stream.mjpg", TOKEN))
+        local = url.replace(url.split("/")[2], f"127.0.0.1:{port}")
+        chrome.delete_all_cookies()                                      # a visitor's phone: no token at all
+        chrome.get(local)
+        wait.until(lambda d: d.execute_script("const i = document.images[0]; return i && i.complete && "
+                                              "i.naturalWidth;") == 640)
+        seen["status"], seen["body"] = http("GET", local, raw_reply=True)
+        seen["guess"] = http("GET", local[:-10] + "xyz123.jpg")[0]
+        app.souvenirs.clock = lambda: time.time() + 3600
+        seen["expired"] = http("GET", local)[0]
+    assert alongside(app, staff, WindowLoop(app, seconds=600).run) == 0
+    assert seen["status"] == 200 and seen["body"][:3] == b"\xff\xd8\xff"      # a JPEG
+    assert seen["guess"] == 404 and seen["expired"] == 404

@@ -40,6 +40,7 @@ def web():
 def test_without_the_token_nothing_is_readable_or_settable(web):
     remote, commands, url = web()
     before = commands.public_state()
+    assert http("GET", url + "/souvenir/" + "A" * 22 + ".jpg")[0] == 404      # no token needed to be told no
     for token in (None, "", "wrong", TOKEN[:-1], TOKEN + "x", TOKEN.upper()):
         for method, path, body in (("GET", "/", None), ("GET", "/api/state", None), ("GET", "/ws", None),
                                    ("GET", "/stream.mjpg", None), ("POST", "/api/set", {"strength": 0.3}),
@@ -78,6 +79,7 @@ def test_the_api_reads_sets_and_refuses(web):
                ("/api/action", {"action": "toggle_fullscreen"}, 422, "kiosk mode"),
                ("/api/action", {"action": "strength"}, 422, "needs a value"),
                ("/api/action", {"action": "os.system"}, 422, "unknown command"),
+               ("/api/action", {"action": "souvenir"}, 422, "souvenirs are off"),
                ("/api/action", {"action": "next_preset", "x": 1}, 422, "expected"),
                ("/api/action", "next_preset", 422, "expected")]
     for path, body, code, reason in refused:

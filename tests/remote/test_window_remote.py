@@ -6,22 +6,12 @@ from __future__ import annotations
 import cv2
 import pygame
 
-from conftest import alongside, http, mjpeg_frame, small_config, wait_for
+from conftest import alongside, decode_qr, http, mjpeg_frame, small_config, wait_for
 from live.app import App
 from live.hud import Panels
 from live.windowed import WindowLoop
 
 TOKEN = "window-remote-token-0123456789ab"
-
-
-def decode_qr(bgr) -> str:
-    """OpenCV's classic detector loses the code on some dream backgrounds (a phone's
-    scanner looks at the code alone); the ArUco-based one finds it: try both."""
-    for detector in (cv2.QRCodeDetector(), cv2.QRCodeDetectorAruco()):
-        text, _, _ = detector.detectAndDecode(bgr)
-        if text:
-            return text
-    return ""
 
 
 def test_the_hud_shows_the_remote_url_as_a_qr_code():
@@ -57,3 +47,37 @@ def test_the_window_streams_its_screen_and_takes_snapshots_asked_for_from_the_we
     frame = seen["frame"]
     assert frame.shape == (480, 640, 3)                      # the window's screen, as drawn
     assert decode_qr(frame) == app.remotes.url and f"token={TOKEN}" in app.remotes.url
+
+
+def test_a_visitors_souvenir_comes_from_its_qr_code_without_the_token(tmp_path, backbone):
+    """Asked for from the web: the picture on screen is saved at the screen's resolution,
+    its QR code (with the consent line) appears, and the code's URL gives the JPEG without
+    the token, until it expires; a guessed URL and the folder are 404."""
+    import time
+    import numpy as np
+    cfg = small_config("render.fullscreen=false", "render.width=640", "render.height=480", "remote.enabled=true",
+                       "remote.port=0", f"remote.token=\"{TOKEN}\"", "souvenir.enabled=true",
+                       f"souvenir.folder=\"{(tmp_path / 'sv').as_posix()}\"")
+    app = App(cfg, "clouds", backbone=backbone)
+    seen: dict = {}
+
+    def visitor() -> None:
+        assert wait_for(lambda: app.remotes.url is not None and app.dreamer.steps > 3, 120)
+        api = f"http://127.0.0.1:{app.remotes.web.port}"
+        status, reply = http("POST", api + "/api/action", {"action": "souvenir"}, TOKEN)
+        assert status == 200 and reply["url"].startswith(api + "/souvenir/")
+        assert wait_for(lambda: len(list((tmp_path / "sv").glob("*.jpg"))) == 1)
+        assert wait_for(lambda: decode_qr(mjpeg_frame(api + "/stream.mjpg", TOKEN)) != "", 30)
+        seen["qr"] = decode_qr(mjpeg_frame(api + "/stream.mjpg", TOKEN))
+        local = seen["qr"].replace(seen["qr"].split("/")[2], f"127.0.0.1:{app.remotes.web.port}")
+        seen["jpeg"] = http("GET", local, raw_reply=True)
+        seen["guess"] = http("GET", local[:-8] + "AAAA.jpg")[0], http("GET", api + "/souvenir/")[0]
+        app.souvenirs.clock = lambda: time.time() + 3600                 # an hour later
+        seen["expired"] = http("GET", local)[0]
+    assert alongside(app, visitor, WindowLoop(app, seconds=600).run) == 0
+    status, body = seen["jpeg"]
+    assert status == 200 and seen["qr"].endswith(".jpg") and "token=" not in seen["qr"]
+    picture = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)
+    assert picture.shape == (480, 640, 3) and picture.std() > 10           # the screen, at its resolution
+    assert seen["guess"] == (404, 404) and seen["expired"] == 404
+    assert list((tmp_path / "sv").glob("*.jpg")) == []                       # deleted when it expired

@@ -1,0 +1,52 @@
+"""Visitor souvenirs on disk: a one-time name with 128 random bits, a JPEG at the screen's
+resolution, gone when it expires (also at start), the oldest ones going first past the
+disk cap, and nothing found under a name that was not given out."""
+from __future__ import annotations
+
+import os
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from live.dream.images import natural_picture
+from live.souvenir import NAME, Souvenirs, new_token
+
+
+def test_a_souvenir_lives_until_it_expires(tmp_path):
+    now = [time.time()]
+    store = Souvenirs(tmp_path / "sv", minutes=15, max_mb=100, clock=lambda: now[0])
+    token = new_token()
+    assert NAME.fullmatch(token) and len(token) * 6 >= 128
+    pic = natural_picture(640, 360, seed=2)
+    path = store.save(token, pic)
+    assert path.name == f"{token}.jpg" and os.listdir(tmp_path / "sv") == [path.name]   # no partial left
+    back = cv2.cvtColor(cv2.imread(str(store.file(token))), cv2.COLOR_BGR2RGB)
+    assert back.shape == pic.shape and np.abs(back.astype(int) - pic).mean() < 4
+    for guess in (new_token(), token[:-1] + ("A" if token[-1] != "A" else "B"), "../" + token, "", token + ".jpg"):
+        assert store.file(guess) is None
+    now[0] += 14 * 60
+    assert store.file(token) == path
+    now[0] += 61
+    assert store.file(token) is None and not path.exists()          # expired: deleted on the spot
+
+
+def test_expired_ones_go_at_start_and_the_cap_holds(tmp_path):
+    folder = tmp_path / "sv"
+    old = Souvenirs(folder, minutes=15, max_mb=100)
+    stale = [old.save(new_token(), natural_picture(320, 240, seed=i)) for i in range(3)]
+    for p in stale:
+        t = time.time() - 3600
+        os.utime(p, (t, t))
+    fresh = old.save(new_token(), natural_picture(320, 240, seed=9))
+    Souvenirs(folder, minutes=15, max_mb=100)                         # a restart
+    assert sorted(folder.iterdir()) == [fresh]
+    cap = fresh.stat().st_size * 2.5
+    small = Souvenirs(folder, minutes=15, max_mb=cap / 2 ** 20)
+    made = [small.save(new_token(), natural_picture(320, 240, seed=10 + i)) for i in range(4)]
+    left = sorted(folder.iterdir(), key=lambda p: p.stat().st_mtime)
+    assert sum(p.stat().st_size for p in left) <= cap and 1 < len(left) < 5
+    assert left == made[-len(left):] and not fresh.exists()              # the oldest went first
+    with pytest.raises(ValueError):
+        small.save("../../etc/passwd", natural_picture(32, 32))
