@@ -62,10 +62,10 @@ class Panels:
         if hud:
             self._draw_hud(target, tuple(hud))
             if self.qr:
-                self._draw_qr(target, self.qr, ("web remote: scan",), right=True)
+                self._draw_qr(target, self.qr, ("web remote: scan",), right=True, scale=1.0)
         if self.souvenir:
             url, consent = self.souvenir
-            self._draw_qr(target, url, ("Your dream: scan to take it home", consent), right=False)
+            self._draw_qr(target, url, ("Your dream: scan to take it home", consent), right=False, scale=1.4)
         if message:
             self._draw_message(target, message)
         if help_lines:
@@ -119,17 +119,18 @@ class Panels:
         tw, th = target.get_size()
         target.blit(panel, ((tw - panel.get_width()) // 2, th - panel.get_height() - th // 12))
 
-    def _draw_qr(self, target: pygame.Surface, url: str, labels: tuple[str, ...], right: bool) -> None:
+    def _draw_qr(self, target: pygame.Surface, url: str, labels: tuple[str, ...], right: bool,
+                 scale: float) -> None:
         """The URL as a QR code (dark modules on white, 4-module quiet zone) under its labels,
         in the bottom right (the remote) or bottom left (a souvenir) corner."""
-        key = (url, labels, target.get_height())
+        key = (url, labels, target.get_height(), scale)
         if key not in self._qr_cache:
             dark = np.array(segno.make(url, error="m").matrix, dtype=bool)
             dark = np.pad(dark, 4)                                   # the quiet zone scanners need
             px = max(2, target.get_height() // 3 // dark.shape[0])
             grey = np.where(dark, 0, 255).astype(np.uint8).repeat(px, 0).repeat(px, 1)
             code = pygame.surfarray.make_surface(np.ascontiguousarray(np.stack([grey.T] * 3, axis=-1)))
-            rows = [self._font(target).render(text, True, HUD_COLOR) for text in labels]
+            rows = [self._font(target, scale).render(text, True, HUD_COLOR) for text in labels]
             if len(self._qr_cache) > 8:
                 self._qr_cache.clear()
             self._qr_cache[key] = self._panel(rows + [code], 8)
