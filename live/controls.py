@@ -45,6 +45,7 @@ BINDINGS: tuple[Binding, ...] = (
     Binding((pygame.K_n,), "toggle_noise", "n", "dream from noise (again: back to the camera)"),
     Binding((pygame.K_r,), "reset_dream", "r", "reset the dream"),
     Binding((pygame.K_s,), "snapshot", "s", "snapshot (PNG of the screen)"),
+    Binding((pygame.K_v,), "souvenir", "v", "visitor's souvenir: the screen as a QR code ([souvenir])"),
     Binding((pygame.K_TAB,), "toggle_hud", "Tab", "HUD: fps, ms/step, layer, backend, device"),
     Binding((pygame.K_h, pygame.K_F1), "toggle_help", "h / F1", "this help"),
     Binding((pygame.K_m,), "toggle_mirror", "m", "mirror"),

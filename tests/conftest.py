@@ -281,6 +281,17 @@ def small_config(*more: str, path=None):
     return config.load(path, [*SMALL, *more])
 
 
+def window_remote_config(token: str, *more: str):
+    """A 640x480 window with the web remote on a free port and this token, plus `more`."""
+    return small_config("render.fullscreen=false", "render.width=640", "render.height=480", "remote.enabled=true",
+                        "remote.port=0", f"remote.token=\"{token}\"", *more)
+
+
+def souvenir_config(token: str, folder: Path):
+    """window_remote_config with souvenirs on, kept in `folder`."""
+    return window_remote_config(token, "souvenir.enabled=true", f"souvenir.folder=\"{folder.as_posix()}\"")
+
+
 def objective_check(backbone):
     """The app's check of an objective at a layer (Commands' check_objective), on the real network."""
     from live.dream import objectives
@@ -373,17 +384,27 @@ def decode_qr(bgr) -> str:
 
 
 def mjpeg_frame(url: str, token: str) -> np.ndarray:
-    """The first JPEG of a multipart MJPEG stream (aiohttp's client), decoded (BGR)."""
+    """The first JPEG of a multipart MJPEG stream (aiohttp's client), decoded (BGR). The
+    server takes a few viewers at once and notices a closed one within half a second: a
+    503 (all taken, e.g. by the previous call's stream) is waited out."""
     import asyncio
     import aiohttp
 
     async def first() -> bytes:
         headers = {"Authorization": f"Bearer {token}"}
-        async with aiohttp.ClientSession() as s, s.get(url, headers=headers) as r:
-            assert r.status == 200 and r.headers["Content-Type"].startswith("multipart/x-mixed-replace")
-            part = await asyncio.wait_for(aiohttp.MultipartReader.from_response(r).next(), 60)
-            assert part.headers["Content-Type"] == "image/jpeg"
-            return await part.read()
+        async with aiohttp.ClientSession() as s:
+            for _ in range(40):
+                async with s.get(url, headers=headers) as r:
+                    if r.status != 503:
+                        return await read(r)
+                await asyncio.sleep(0.25)
+            raise AssertionError(f"{url}: every preview stream stayed taken")
+
+    async def read(r) -> bytes:
+        assert r.status == 200 and r.headers["Content-Type"].startswith("multipart/x-mixed-replace")
+        part = await asyncio.wait_for(aiohttp.MultipartReader.from_response(r).next(), 60)
+        assert part.headers["Content-Type"] == "image/jpeg"
+        return await part.read()
     return cv2.imdecode(np.frombuffer(asyncio.run(first()), np.uint8), cv2.IMREAD_COLOR)
 
 

@@ -50,3 +50,19 @@ def test_expired_ones_go_at_start_and_the_cap_holds(tmp_path):
     assert left == made[-len(left):] and not fresh.exists()              # the oldest went first
     with pytest.raises(ValueError):
         small.save("../../etc/passwd", natural_picture(32, 32))
+
+
+def test_the_v_key_asks_for_a_souvenir_where_they_are_on():
+    import pygame
+
+    from conftest import small_config
+    from live import controls
+    from live.commands import Commands
+    from live.state import State
+    press = pygame.event.Event(pygame.KEYDOWN, key=pygame.K_v, mod=0)
+    on = Commands(State.from_config(small_config("remote.enabled=true", "souvenir.enabled=true")))
+    assert controls.handle(press, on, kiosk=True) == "souvenir"
+    assert len(on.state.take_souvenir_requests()) == 1
+    off = Commands(State.from_config(small_config()))
+    controls.handle(press, off)
+    assert off.state.souvenir_requests == [] and "souvenirs are off" in off.state.message

@@ -110,11 +110,9 @@ def test_a_souvenir_asked_for_on_the_page_comes_from_the_qr_code_on_the_screen(c
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from conftest import decode_qr, http, mjpeg_frame
+    from conftest import decode_qr, http, mjpeg_frame, souvenir_config
     from live.windowed import WindowLoop
-    cfg = small_config("render.fullscreen=false", "render.width=640", "render.height=480", "remote.enabled=true",
-                       "remote.port=0", f"remote.token=\"{TOKEN}\"", "souvenir.enabled=true",
-                       f"souvenir.folder=\"{(tmp_path / 'sv').as_posix()}\"")
+    cfg = souvenir_config(TOKEN, tmp_path / "sv")
     app = App(cfg, "clouds", backbone=backbone)
     seen: dict = {}
 
@@ -127,8 +125,14 @@ def test_a_souvenir_asked_for_on_the_page_comes_from_the_qr_code_on_the_screen(c
         wait.until(lambda d: d.find_element(By.ID, "souvenir").is_displayed())
         chrome.find_element(By.ID, "souvenir").click()
         wait.until(lambda d: "souvenir" in d.find_element(By.ID, "message").text)
-        assert wait_for(lambda: decode_qr(mjpeg_frame(api + "/stream.mjpg", TOKEN)).endswith(".jpg"), 60)
-        url = decode_qr(mjpeg_frame(api + "/stream.mjpg", TOKEN))
+        assert wait_for(lambda: loop.comp is not None and loop.comp.panels.souvenir is not None, 60)
+        seen["qr"] = ""                                 # the preview runs at 8 fps: its newest may predate the code
+
+        def scanned() -> bool:
+            seen["qr"] = decode_qr(mjpeg_frame(api + "/stream.mjpg", TOKEN))
+            return seen["qr"].endswith(".jpg")
+        assert wait_for(scanned, 60)
+        url = seen["qr"]
         local = url.replace(url.split("/")[2], f"127.0.0.1:{port}")
         chrome.delete_all_cookies()                                      # a visitor's phone: no token at all
         chrome.get(local)
@@ -138,6 +142,7 @@ def test_a_souvenir_asked_for_on_the_page_comes_from_the_qr_code_on_the_screen(c
         seen["guess"] = http("GET", local[:-10] + "xyz123.jpg")[0]
         app.souvenirs.clock = lambda: time.time() + 3600
         seen["expired"] = http("GET", local)[0]
-    assert alongside(app, staff, WindowLoop(app, seconds=600).run) == 0
+    loop = WindowLoop(app, seconds=600)
+    assert alongside(app, staff, loop.run) == 0
     assert seen["status"] == 200 and seen["body"][:3] == b"\xff\xd8\xff"      # a JPEG
     assert seen["guess"] == 404 and seen["expired"] == 404

@@ -6,7 +6,7 @@ from __future__ import annotations
 import cv2
 import pygame
 
-from conftest import alongside, decode_qr, http, mjpeg_frame, small_config, wait_for
+from conftest import alongside, decode_qr, http, mjpeg_frame, souvenir_config, window_remote_config, wait_for
 from live.app import App
 from live.hud import Panels
 from live.windowed import WindowLoop
@@ -30,9 +30,7 @@ def test_the_hud_shows_the_remote_url_as_a_qr_code():
 
 def test_the_window_streams_its_screen_and_takes_snapshots_asked_for_from_the_web(tmp_path, backbone):
     snaps = tmp_path / "snaps"
-    cfg = small_config("render.fullscreen=false", "render.width=640", "render.height=480", "render.hud=true",
-                       f"output.snapshots=\"{snaps.as_posix()}\"", "remote.enabled=true", "remote.port=0",
-                       f"remote.token=\"{TOKEN}\"")
+    cfg = window_remote_config(TOKEN, "render.hud=true", f"output.snapshots=\"{snaps.as_posix()}\"")
     app = App(cfg, "clouds", backbone=backbone)
     seen: dict = {}
 
@@ -55,9 +53,7 @@ def test_a_visitors_souvenir_comes_from_its_qr_code_without_the_token(tmp_path, 
     the token, until it expires; a guessed URL and the folder are 404."""
     import time
     import numpy as np
-    cfg = small_config("render.fullscreen=false", "render.width=640", "render.height=480", "remote.enabled=true",
-                       "remote.port=0", f"remote.token=\"{TOKEN}\"", "souvenir.enabled=true",
-                       f"souvenir.folder=\"{(tmp_path / 'sv').as_posix()}\"")
+    cfg = souvenir_config(TOKEN, tmp_path / "sv")
     app = App(cfg, "clouds", backbone=backbone)
     seen: dict = {}
 
@@ -67,14 +63,20 @@ def test_a_visitors_souvenir_comes_from_its_qr_code_without_the_token(tmp_path, 
         status, reply = http("POST", api + "/api/action", {"action": "souvenir"}, TOKEN)
         assert status == 200 and reply["url"].startswith(api + "/souvenir/")
         assert wait_for(lambda: len(list((tmp_path / "sv").glob("*.jpg"))) == 1)
-        assert wait_for(lambda: decode_qr(mjpeg_frame(api + "/stream.mjpg", TOKEN)) != "", 30)
-        seen["qr"] = decode_qr(mjpeg_frame(api + "/stream.mjpg", TOKEN))
+        assert wait_for(lambda: loop.comp is not None and loop.comp.panels.souvenir is not None, 60)
+        seen["qr"] = ""
+
+        def scanned() -> bool:
+            seen["qr"] = decode_qr(mjpeg_frame(api + "/stream.mjpg", TOKEN))
+            return seen["qr"].endswith(".jpg")
+        assert wait_for(scanned, 60)
         local = seen["qr"].replace(seen["qr"].split("/")[2], f"127.0.0.1:{app.remotes.web.port}")
         seen["jpeg"] = http("GET", local, raw_reply=True)
         seen["guess"] = http("GET", local[:-8] + "AAAA.jpg")[0], http("GET", api + "/souvenir/")[0]
         app.souvenirs.clock = lambda: time.time() + 3600                 # an hour later
         seen["expired"] = http("GET", local)[0]
-    assert alongside(app, visitor, WindowLoop(app, seconds=600).run) == 0
+    loop = WindowLoop(app, seconds=600)
+    assert alongside(app, visitor, loop.run) == 0
     status, body = seen["jpeg"]
     assert status == 200 and seen["qr"].endswith(".jpg") and "token=" not in seen["qr"]
     picture = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)
