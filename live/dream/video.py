@@ -17,10 +17,13 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import struct
+import threading
+from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import av
 import numpy as np
@@ -125,9 +128,10 @@ class VideoWriter:
         frame.pts = self.frames
         self.frames += 1
         try:
-            self._mux(self._stream.encode(frame))
-            if self._audio is not None:
-                self._audio.pump(self.frames / self.rate)
+            with whole():
+                self._mux(self._stream.encode(frame))
+                if self._audio is not None:
+                    self._audio.pump(self.frames / self.rate)
         except (OSError, FFmpegError) as exc:
             self._fail(exc)
 
@@ -336,3 +340,29 @@ class AudioCopy:
         if self._input is not None:
             self._input.close()
             self._input = None
+
+
+@contextmanager
+def whole() -> Iterator[None]:
+    """Ctrl+C and SIGTERM wait until the block is done (main thread only): an interrupt
+    between encoding a frame and muxing its packets lost them, and when they held the
+    first keyframe the partial video kept no frame that decodes (a rare empty partial)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    asked: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, _: asked.append(signum)) for sig in DEFERRED}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    for sig in dict.fromkeys(asked):
+        handler = previous[sig]
+        if callable(handler):
+            handler(sig, None)       # Python's own raises KeyboardInterrupt; an app's may set a flag
+        elif handler == signal.SIG_DFL:
+            signal.raise_signal(sig)
+
+
+DEFERRED = (signal.SIGINT, signal.SIGTERM)
