@@ -105,7 +105,41 @@ def machine_facts(device: torch.device) -> dict:
         "ort_providers": ort.get_available_providers(),
         "bf16_cpu": bool(getattr(torch.backends.mkldnn, "is_available", lambda: False)()),
     }
+    isa, ghz = cpu_flags()
+    limited = os.environ.get("ONEDNN_MAX_CPU_ISA", "")
+    facts |= {"isa": isa, "ghz": ghz, "onednn_max_cpu_isa": limited or None,
+              "peak_gflops": peak_gflops(isa, ghz, cpu_threads()) if device.type == "cpu" else None}
     return facts
+
+
+VECTOR_ISA = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16",
+              "amx_bf16", "amx_tile")
+FMA_FLOP_PER_CYCLE = 32   # fp32 per core: two 256-bit FMA pipes (AVX-512 counted alike: Zen 4 splits it in two)
+
+
+def cpu_flags() -> tuple[list[str], float]:
+    """The CPU's vector instruction sets (as /proc/cpuinfo names them) and its top clock
+    in GHz as the kernel reports it (0 when unknown)."""
+    flags: set[str] = set()
+    mhz = 0.0
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "flags":
+                flags |= set(value.split())
+            elif key.strip() == "cpu MHz":
+                mhz = max(mhz, float(value))
+    except (OSError, ValueError):
+        pass
+    return [f for f in VECTOR_ISA if f in flags], mhz / 1000.0
+
+
+def peak_gflops(isa: list[str], ghz: float, cores: int) -> float | None:
+    """The fp32 arithmetic limit of these cores (FMA at full width on every core): what a
+    step could reach at best. None where it cannot be told (no FMA, no clock, a GPU)."""
+    if "fma" not in isa or ghz <= 0:
+        return None
+    return round(cores * ghz * FMA_FLOP_PER_CYCLE, 1)
 
 
 def load_average() -> list[float] | None:
@@ -319,7 +353,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 rows.append(Row(layer, depth, f"{w}x{h}", method, precision,
                                 gflop=naive_gflop if method == NAIVE else engine_gflop,
                                 note=notes.get(key, ""), times=times.get(key, [])))
-    summarise(rows)
+    summarise(rows, facts["peak_gflops"])
     goal = verdict(rows)
     meta = {"quick": args.quick, "rounds": rounds, "steps": args.steps, "seconds": round(time.perf_counter() - t_start, 1),
             "date": time.strftime("%Y-%m-%d %H:%M"), "load_before": load_before, "load_after": load_average(),

@@ -26,17 +26,20 @@ class Row:
     speedup: float = float("nan")  # naive ms / this ms, same size and layer, same run
     gflop: float = float("nan")    # per step, torch's flop counter
     gflops: float = float("nan")   # achieved GFLOP/s
+    x_limit: float = float("nan")  # ms / the ms the arithmetic limit allows (peak GFLOP/s): 1 = at the limit
     note: str = ""
     times: list[float] = field(default_factory=list, repr=False)
 
 
-def summarise(rows: list[Row]) -> None:
+def summarise(rows: list[Row], peak_gflops: float | None = None) -> None:
     timed = [r for r in rows if r.times]
     for r in timed:
         r.ms = float(np.median(r.times))
         r.ms_p25, r.ms_p75 = (float(v) for v in np.percentile(r.times, [25, 75]))
         r.steps_per_s = 1000.0 / r.ms
         r.gflops = r.gflop / (r.ms / 1000.0)
+        if peak_gflops:
+            r.x_limit = peak_gflops / r.gflops
     naive = {(r.layer, r.size): r.ms for r in timed if r.method == NAIVE}
     for r in timed:
         if (r.layer, r.size) in naive:
@@ -87,16 +90,16 @@ def markdown(rows: list[Row], facts: dict, meta: dict, goal: dict | None) -> str
              "registered every step, fp32 eager, BatchNorm unfused (the usual notebook loop), "
              "measured in the same run. GFLOP per step from `torch.utils.flop_counter`.", "",
              "| size | layer | method | precision | ms/step (median) | IQR | steps/s | speed-up vs naive "
-             "| GFLOP/step | GFLOP/s | note |",
-             "|---|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
+             "| GFLOP/step | GFLOP/s | x limit | note |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         if r.times:
             lines.append(f"| {r.size} | {r.layer} ({r.depth}) | {r.method} | {r.precision} | {r.ms:.1f} | "
                          f"{r.ms_p25:.1f}–{r.ms_p75:.1f} | {r.steps_per_s:.1f} | {r.speedup:.2f}x | "
-                         f"{r.gflop:.2f} | {r.gflops:.1f} | {r.note} |")
+                         f"{r.gflop:.2f} | {r.gflops:.1f} | {r.x_limit:.1f} | {r.note} |")
         else:
             lines.append(f"| {r.size} | {r.layer} ({r.depth}) | {r.method} | {r.precision} | – | – | – | – "
-                         f"| {r.gflop:.2f} | – | {r.note} |")
+                         f"| {r.gflop:.2f} | – | – | {r.note} |")
     if goal:
         lines += ["", describe_goal(goal)[0].upper() + describe_goal(goal)[1:] + "."]
     return "\n".join(lines) + "\n"
@@ -149,13 +152,13 @@ def plot(rows: list[Row], path: Path, title: str) -> None:
 
 def print_table(rows: list[Row]) -> None:
     print(f"{'size':>8} {'layer':>10} {'method':>14} {'prec':>5} {'ms/step':>8} {'steps/s':>8} "
-          f"{'speed-up':>8} {'GFLOP':>6} {'GFLOP/s':>8}  note")
+          f"{'speed-up':>8} {'GFLOP':>6} {'GFLOP/s':>8} {'x limit':>7}  note")
     for r in rows:
         if r.times:
             print(f"{r.size:>8} {r.layer:>10} {r.method:>14} {r.precision:>5} {r.ms:8.1f} {r.steps_per_s:8.1f} "
-                  f"{r.speedup:7.2f}x {r.gflop:6.2f} {r.gflops:8.1f}  {r.note}")
+                  f"{r.speedup:7.2f}x {r.gflop:6.2f} {r.gflops:8.1f} {r.x_limit:7.1f}  {r.note}")
         else:
             print(f"{r.size:>8} {r.layer:>10} {r.method:>14} {r.precision:>5} {'-':>8} {'-':>8} {'-':>8} "
-                  f"{r.gflop:6.2f} {'-':>8}  {r.note}")
+                  f"{r.gflop:6.2f} {'-':>8} {'-':>7}  {r.note}")
 
 
