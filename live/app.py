@@ -18,6 +18,7 @@ from .config import Config, ConfigError, opening_hours
 from .dream import DreamEngine, objectives
 from .dream.temporal.coherent import TemporalDream
 from .dreamer import Dreamer, LiveSettings
+from .ndi import NdiOutput
 from .remote import Remotes
 from .schedule import Schedule
 from .souvenir import Souvenirs
@@ -60,6 +61,7 @@ class App:
         sv = cfg.souvenir
         self.souvenirs = Souvenirs(sv.folder, sv.minutes, sv.max_mb) if sv.enabled else None
         self.remotes = Remotes(cfg, self.commands, self.health, self.souvenirs)
+        self.ndi = NdiOutput.maybe(cfg.output.ndi, cfg.output.ndi_name, cfg.render.fps)
         self.schedule = Schedule(opening_hours(cfg.schedule))
         self.capture = Capture(self.plan, cfg.source.reconnect_seconds, asleep=lambda: self.state.asleep)
         d = cfg.dream
@@ -101,6 +103,8 @@ class App:
         self.tick_schedule()   # closed at start: not one frame read nor one step dreamed
         self.health.start()
         self.remotes.start()
+        if self.ndi is not None:
+            self.ndi.start()
         self.capture.start()
         self.dreamer.start()
         w = self.cfg.watchdog
@@ -116,6 +120,8 @@ class App:
         self.notifier.stopping()
         self.health.stop()
         self.remotes.stop()
+        if self.ndi is not None:
+            self.ndi.stop()
         if self.watchdog is not None:
             self.watchdog.stop()
         self.dreamer.stop()

@@ -66,6 +66,8 @@ class KioskConfig:
 class OutputConfig:
     snapshots: str = "snapshots"
     recordings: str = "recordings"
+    ndi: bool = False                 # send the composed picture as an NDI source (needs cyndilib)
+    ndi_name: str = "Dreamcam"        # the source's name in Resolume, TouchDesigner, OBS
 
 
 @dataclass(frozen=True)

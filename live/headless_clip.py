@@ -51,6 +51,8 @@ class ClipRecording:
         if d.first_dream_at is None:
             d.first_dream_at = time.perf_counter()
         self.app.remotes.preview.offer_rgb(rgb)
+        if self.app.ndi is not None:
+            self.app.ndi.offer_rgb(rgb)
         self.last = rgb
         return rgb
 

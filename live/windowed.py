@@ -60,6 +60,8 @@ class WindowLoop:
                     continue
                 new_frame = self.draw(window.screen, comp)
                 app.remotes.preview.offer_surface(window.screen)
+                if app.ndi is not None:
+                    app.ndi.offer_surface(window.screen)
                 window.present()
                 now = time.perf_counter()
                 app.stats.frame(now)

@@ -1,0 +1,97 @@
+"""Video out over NDI, for real on loopback: the installation's frames reach an NDI
+receiver in this process (cyndilib's FrameSync), as sent. NDI discovery is restricted to
+this machine by a config folder (no mDNS daemon needed). Without cyndilib the output is one
+log line and nothing else."""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from live.dream.images import natural_picture
+from live.ndi import NdiOutput
+
+W, H = 160, 120
+
+
+@pytest.fixture
+def loopback_ndi(tmp_path, monkeypatch):
+    pytest.importorskip("cyndilib", reason="cyndilib (pip install cyndilib) carries the NDI runtime")
+    (tmp_path / "ndi-config.v1.json").write_text('{"ndi":{"networks":{"ips":"127.0.0.1","discovery":""}}}')
+    monkeypatch.setenv("NDI_CONFIG_DIR", str(tmp_path))
+
+
+def receive(name: str, want: int, timeout: float = 60.0) -> list[np.ndarray]:
+    """`want` frames from the NDI source called `name` (BGRA, as sent)."""
+    from cyndilib import RecvBandwidth, RecvColorFormat
+    from cyndilib.finder import Finder
+    from cyndilib.receiver import Receiver
+    from cyndilib.video_frame import VideoFrameSync
+    finder = Finder()
+    finder.open()
+    try:
+        end = time.monotonic() + timeout
+        source = None
+        while source is None and time.monotonic() < end:
+            finder.wait_for_sources(1.0)
+            source = next((finder.get_source(n) for n in finder.get_source_names() if f"({name})" in n), None)
+        assert source is not None, f"no NDI source ({name}) among {finder.get_source_names()}"
+        rx = Receiver(color_format=RecvColorFormat.BGRX_BGRA, bandwidth=RecvBandwidth.highest)
+        frame = VideoFrameSync()
+        rx.frame_sync.set_video_frame(frame)
+        rx.set_source(source)
+        got: list[np.ndarray] = []
+        while len(got) < want and time.monotonic() < end:
+            rx.frame_sync.capture_video()
+            a = frame.get_array()
+            if a is not None and a.size == W * H * 4:
+                got.append(a.reshape(H, W, 4).copy())
+            time.sleep(0.02)
+        rx.disconnect()
+        return got
+    finally:
+        finder.close()
+
+
+def test_the_picture_reaches_an_ndi_receiver(loopback_ndi):
+    name = f"dreamcam-test-{os.getpid()}"
+    out = NdiOutput(name, fps=30)
+    out.start()
+    picture = natural_picture(W, H, seed=4)
+    stop = time.monotonic() + 90
+    try:
+        import threading
+        feeding = threading.Event()
+
+        def feed() -> None:
+            i = 0
+            while not feeding.is_set() and time.monotonic() < stop:
+                frame = picture.copy()
+                frame[:16, :16] = (i * 32) % 256                 # which frame this is, readable after NDI
+                out.offer_rgb(frame)
+                i += 1
+                time.sleep(1 / 30)
+        t = threading.Thread(target=feed, daemon=True)
+        t.start()
+        frames = receive(name, 20)
+        feeding.set()
+        t.join()
+    finally:
+        out.stop()
+    assert len(frames) >= 20 and out.sent >= 3
+    marks = {int(round(f[4:12, 4:12, :3].mean() / 32)) for f in frames}
+    assert len(marks) >= 3                                 # live frames, not one picture over and over
+    rgb = frames[-1][..., 2::-1].astype(int)              # BGRA -> RGB
+    assert np.abs(rgb[16:] - picture[16:]).mean() < 6     # as sent (NDI's compression loses a little)
+
+
+def test_without_cyndilib_it_is_one_line(monkeypatch, caplog):
+    monkeypatch.setitem(sys.modules, "cyndilib", None)   # import fails as where it is not installed
+    caplog.set_level(logging.WARNING)
+    assert NdiOutput.maybe(True, "x", 30) is None and NdiOutput.maybe(False, "x", 30) is None
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and "NDI output needs cyndilib" in lines[0] and "carrying on" in lines[0]
