@@ -51,8 +51,8 @@ class NdiOutput:
             return None
 
     def offer_surface(self, surface: pygame.Surface) -> None:
-        w, h = surface.get_size()
-        self.slot.put(np.frombuffer(pygame.image.tobytes(surface, "BGRA"), np.uint8).reshape(h, w, 4))
+        w, h = surface.get_size()   # a bytearray: the NDI sender takes writable buffers only
+        self.slot.put(np.frombuffer(bytearray(pygame.image.tobytes(surface, "BGRA")), np.uint8).reshape(h, w, 4))
 
     def offer_rgb(self, rgb: np.ndarray) -> None:
         self.slot.put(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGRA))

@@ -57,8 +57,18 @@ def receive(name: str, want: int, timeout: float = 60.0) -> list[np.ndarray]:
         finder.close()
 
 
-def test_the_picture_reaches_an_ndi_receiver(loopback_ndi):
-    name = f"dreamcam-test-{os.getpid()}"
+def offer(out: NdiOutput, frame: np.ndarray, how: str) -> None:
+    """As the headless recorder (an RGB array) or the window loop (the screen surface) does."""
+    if how == "rgb":
+        out.offer_rgb(frame)
+    else:
+        import pygame
+        out.offer_surface(pygame.image.frombuffer(np.ascontiguousarray(frame).tobytes(), (W, H), "RGB"))
+
+
+@pytest.mark.parametrize("how", ["rgb", "surface"])
+def test_the_picture_reaches_an_ndi_receiver(loopback_ndi, how):
+    name = f"dreamcam-test-{os.getpid()}-{how}"
     out = NdiOutput(name, fps=30)
     out.start()
     picture = natural_picture(W, H, seed=4)
@@ -72,7 +82,7 @@ def test_the_picture_reaches_an_ndi_receiver(loopback_ndi):
             while not feeding.is_set() and time.monotonic() < stop:
                 frame = picture.copy()
                 frame[:16, :16] = (i * 32) % 256                 # which frame this is, readable after NDI
-                out.offer_rgb(frame)
+                offer(out, frame, how)
                 i += 1
                 time.sleep(1 / 30)
         t = threading.Thread(target=feed, daemon=True)
