@@ -3,7 +3,8 @@ its own NDI runtime), so Resolume, TouchDesigner or OBS take it like a camera. O
 without cyndilib, `[output] ndi = true` is one log line and the show goes on.
 
 The window loop and the headless recorder offer every frame they make; a thread of its own
-sends the newest one, so the display never waits for the network. The source's size is the
+sends the newest one, so the display never waits for the network. While no receiver is
+connected nothing is copied or sent (the source stays listed). The source's size is the
 first frame's; a frame of another size (a window resized) is scaled to it."""
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ class NdiOutput:
         self.slot: Slot[np.ndarray] = Slot()     # newest frame, BGRA
         self.size: tuple[int, int] | None = None
         self.sent = 0
+        self.watched = True    # a receiver is connected (the sender thread knows): nothing is copied otherwise
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -51,10 +53,14 @@ class NdiOutput:
             return None
 
     def offer_surface(self, surface: pygame.Surface) -> None:
-        w, h = surface.get_size()   # a bytearray: the NDI sender takes writable buffers only
-        self.slot.put(np.frombuffer(bytearray(pygame.image.tobytes(surface, "BGRA")), np.uint8).reshape(h, w, 4))
+        if not self.watched and self.size is not None:
+            return
+        w, h = surface.get_size()   # read-only bytes: the sender thread makes the writable copy NDI wants
+        self.slot.put(np.frombuffer(pygame.image.tobytes(surface, "BGRA"), np.uint8).reshape(h, w, 4))
 
     def offer_rgb(self, rgb: np.ndarray) -> None:
+        if not self.watched and self.size is not None:
+            return
         self.slot.put(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGRA))
 
     def start(self) -> None:
@@ -95,8 +101,12 @@ class NdiOutput:
             while not self._stop.is_set():
                 if frame.shape[:2] != (h, w):
                     frame = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
-                sender.write_video(np.ascontiguousarray(frame).ravel())
-                self.sent += 1
+                elif not frame.flags.writeable:   # cyndilib refuses read-only buffers
+                    frame = frame.copy()
+                self.watched = sender.get_num_connections(0) > 0
+                if self.watched:
+                    sender.write_video(frame.ravel())
+                    self.sent += 1
                 new, img = self.slot.wait(seq, timeout=0.5)
                 if new != seq and img is not None:
                     seq, frame = new, img

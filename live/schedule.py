@@ -82,8 +82,10 @@ class Schedule:
     def __init__(self, hours: Hours | None, clock: Clock = dt.datetime.now):
         self.hours, self.clock = hours, clock
         self._override: tuple[bool, dt.datetime] | None = None   # (asleep, until)
+        self._known: tuple[bool, dt.datetime, dt.datetime] | None = None   # (answer, worked out at, holds until)
 
     def asleep(self) -> bool:
+        """Asked every display frame: the hours are worked out once per opening or closing."""
         if self.hours is None:
             return False
         now = self.clock()
@@ -92,7 +94,9 @@ class Schedule:
             if now < until:
                 return asleep
             self._override = None
-        return not self.hours.is_open(now)
+        if self._known is None or not self._known[1] <= now < self._known[2]:   # also a clock set back
+            self._known = (not self.hours.is_open(now), now, self.hours.next_change(now))
+        return self._known[0]
 
     def wake(self) -> None:
         self._hold(False)

@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import cv2
 import numpy as np
 
 from .dream.files import atomic
+from .dream.images import jpeg
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +46,9 @@ class Souvenirs:
         path = self._path(token)
         if path is None:
             raise ValueError("not a souvenir token")
-        ok, data = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-        if not ok:
-            raise ValueError("the picture could not be encoded")
-        self.folder.mkdir(parents=True, exist_ok=True)
+        data = jpeg(rgb, JPEG_QUALITY)
         with atomic(path) as tmp:
-            tmp.write_bytes(data.tobytes())
+            tmp.write_bytes(data)
         self.sweep()
         return path
 

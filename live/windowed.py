@@ -55,13 +55,13 @@ class WindowLoop:
                 self.events(window)
                 if app.tick_schedule():
                     self.sleep_screen(window)
+                    self.offer(window)
+                    window.present()
                     self.housekeeping(window, deadline)
                     clock.tick(SLEEP_FPS)
                     continue
                 new_frame = self.draw(window.screen, comp)
-                app.remotes.preview.offer_surface(window.screen)
-                if app.ndi is not None:
-                    app.ndi.offer_surface(window.screen)
+                self.offer(window)
                 window.present()
                 now = time.perf_counter()
                 app.stats.frame(now)
@@ -87,6 +87,13 @@ class WindowLoop:
                 window.resized()
         if state.fullscreen != window.fullscreen:
             window.set_fullscreen(state.fullscreen)
+
+    def offer(self, window: Window) -> None:
+        """The screen as drawn to whoever watches it elsewhere: the web preview, NDI (asleep too,
+        so a VJ's mixer shows the closed screen, not the last dream)."""
+        self.app.remotes.preview.offer_surface(window.screen)
+        if self.app.ndi is not None:
+            self.app.ndi.offer_surface(window.screen)
 
     def take_souvenir(self, window: Window, token: str, now: float) -> None:
         """The picture on screen without the HUD, help or notices, at the screen's resolution,
@@ -127,7 +134,6 @@ class WindowLoop:
         if picture and self.sleeping[1] is not None:
             img = self.sleeping[1]
             screen.blit(img, img.get_rect(center=screen.get_rect().center))
-        window.present()
 
     def draw(self, target: pygame.Surface, comp: Compositor) -> Frame | None:
         """Draw one display frame from the newest picture and dream (never waits);

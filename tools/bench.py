@@ -88,14 +88,7 @@ def pick_layers(backbone: models.Backbone, spec: str | None, quick: bool) -> lis
 # -- facts ----------------------------------------------------------------------------
 def machine_facts(device: torch.device) -> dict:
     import onnxruntime as ort
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu, isa, ghz = cpu_info()
     facts = {
         "cpu": cpu, "logical_cpus": os.cpu_count(), "usable_cpus": cpu_threads(),
         "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
@@ -105,7 +98,6 @@ def machine_facts(device: torch.device) -> dict:
         "ort_providers": ort.get_available_providers(),
         "bf16_cpu": bool(getattr(torch.backends.mkldnn, "is_available", lambda: False)()),
     }
-    isa, ghz = cpu_flags()
     limited = os.environ.get("ONEDNN_MAX_CPU_ISA", "")
     facts |= {"isa": isa, "ghz": ghz, "onednn_max_cpu_isa": limited or None,
               "peak_gflops": peak_gflops(isa, ghz, cpu_threads()) if device.type == "cpu" else None}
@@ -117,21 +109,22 @@ VECTOR_ISA = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "av
 FMA_FLOP_PER_CYCLE = 32   # fp32 per core: two 256-bit FMA pipes (AVX-512 counted alike: Zen 4 splits it in two)
 
 
-def cpu_flags() -> tuple[list[str], float]:
-    """The CPU's vector instruction sets (as /proc/cpuinfo names them) and its top clock
-    in GHz as the kernel reports it (0 when unknown)."""
-    flags: set[str] = set()
-    mhz = 0.0
+def cpu_info() -> tuple[str, list[str], float]:
+    """The CPU's model, its vector instruction sets (as /proc/cpuinfo names them) and its
+    top clock in GHz as the kernel reports it (0 when unknown)."""
+    model, flags, mhz = platform.processor() or "", set(), 0.0
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "flags":
+            key, _, value = (p.strip() for p in line.partition(":"))
+            if key == "model name":
+                model = value
+            elif key == "flags":
                 flags |= set(value.split())
-            elif key.strip() == "cpu MHz":
+            elif key == "cpu MHz":
                 mhz = max(mhz, float(value))
     except (OSError, ValueError):
         pass
-    return [f for f in VECTOR_ISA if f in flags], mhz / 1000.0
+    return model, [f for f in VECTOR_ISA if f in flags], mhz / 1000.0
 
 
 def peak_gflops(isa: list[str], ghz: float, cores: int) -> float | None:

@@ -28,16 +28,10 @@ from pathlib import Path
 
 from live import cli
 from live.cli import Parser, parse_size, positive
+from live.supervision.health import rss_mb
 from .soak_report import Sample, plot, slope_mb_per_hour, summary, warm, write_csv
 
 log = logging.getLogger("tools.soak")
-PAGE_MB = os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def rss_mb() -> float:
-    """Resident set size of this process in MB (/proc/self/statm: pages)."""
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * PAGE_MB
 
 
 def open_fds() -> int:

@@ -13,6 +13,14 @@ import torch.nn.functional as F
 from .gpu import upload
 
 
+def jpeg(rgb: np.ndarray, quality: int = 75) -> bytes:
+    """uint8 RGB as JPEG bytes (the remote's preview, visitors' souvenirs)."""
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return buf.tobytes()
+
+
 def fit_aspect(size: tuple[int, int], aspect: float) -> tuple[int, int]:
     """The working size with `size`'s pixel count (the compute budget) and the picture's
     aspect (width / height), each side a multiple of 8 and at least 32."""

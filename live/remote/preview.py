@@ -14,6 +14,7 @@ import numpy as np
 import pygame
 
 from ..capture import Slot
+from ..dream.images import jpeg  # noqa: F401  (the stream's encoder, re-exported for web.py)
 
 
 class Preview:
@@ -71,10 +72,3 @@ class Preview:
             rgb = cv2.resize(rgb, (self.width, max(1, round(h * self.width / w))), interpolation=cv2.INTER_AREA)
         self.slot.put(np.ascontiguousarray(rgb))
 
-
-def jpeg(rgb: np.ndarray, quality: int = 75) -> bytes:
-    """One preview frame as JPEG bytes."""
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise ValueError("JPEG encoding failed")
-    return buf.tobytes()

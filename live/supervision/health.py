@@ -93,7 +93,8 @@ def summary(f: dict[str, Any]) -> str:
     """The figures as one log line."""
     size = f.get("working_size")
     fps = f.get("display_fps")
-    return (f"up {f['uptime_s'] / 3600:.1f} h, display {'-' if fps is None else f'{fps:.1f}'} fps, "
+    up = f["uptime_s"]
+    return (f"up {f'{up // 60:.0f} min' if up < 3600 else f'{up / 3600:.1f} h'}, display {'-' if fps is None else f'{fps:.1f}'} fps, "
             f"dream {f.get('dream_steps_per_second') or 0:.1f} steps/s at "
             f"{'x'.join(map(str, size)) if size else '-'} ({f.get('backend') or '-'}), "
             f"{f['rss_mb']:.0f} MB, restarts {f.get('restarts', 0)}, camera reconnects "

@@ -64,6 +64,8 @@ def test_staff_wake_and_sleep_hold_until_the_next_change():
     assert s.asleep()                     # closed by the hours
     now[0] = at(2, "10:00")
     assert not s.asleep()                 # opens by itself on Wednesday
+    now[0] = at(2, "09:00")
+    assert s.asleep()                     # the clock set back (a time zone, a bad NTP step): followed
     assert not Schedule(None).asleep()    # no [schedule]: never asleep
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tools.bench import cpu_flags, peak_gflops
+from tools.bench import VECTOR_ISA, cpu_info, peak_gflops
 from tools.bench_report import Row, summarise
 
 
@@ -14,5 +14,5 @@ def test_the_limit_and_each_rows_distance_from_it():
     row = Row("blocks.10", "deep", "320x240", "openvino", "fp32", gflop=1.5, times=[30.0, 30.0, 30.0])
     summarise([row], 160.0)
     assert row.gflops == pytest.approx(50.0) and row.x_limit == pytest.approx(3.2)   # 30 ms against 9.4 ms
-    isa, ghz = cpu_flags()
-    assert isinstance(isa, list) and ghz >= 0.0
+    model, isa, ghz = cpu_info()
+    assert isinstance(model, str) and set(isa) <= set(VECTOR_ISA) and ghz >= 0.0
