@@ -99,11 +99,12 @@ def stop_signals() -> Iterator[None]:
 def user_errors() -> tuple[type[Exception], ...]:
     """The exceptions that mean "the user asked for something impossible" (exit 2)."""
     from models import ModelError
+    from .audio.features import AudioError
     from .dream.clip import ClipError
     from .dream.files import OutputError
     from .dream.objectives import ObjectiveError
     from .dream.settings import SettingsError
-    return UsageError, SettingsError, ModelError, ObjectiveError, OutputError, ClipError
+    return UsageError, SettingsError, ModelError, ObjectiveError, OutputError, ClipError, AudioError
 
 
 def fail(message: str) -> NoReturn:

@@ -16,7 +16,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from .config import RenderConfig
+from .config import ConfigError, RenderConfig
 from .dream.settings import DreamSettings, SettingsError, check
 from .state import State
 
@@ -98,6 +98,10 @@ ACTIONS: tuple[Command, ...] = (
 )
 
 COMMANDS: dict[str, Command] = {c.name: c for c in SETTINGS + ACTIONS}
+# What a controller (a MIDI fader or pad, the music) may drive: every setting a number can
+# stand for, every action but learn mode.
+SCALABLE: tuple[str, ...] = tuple(c.name for c in SETTINGS if c.name != "objective")
+TRIGGERS: tuple[str, ...] = tuple(c.name for c in ACTIONS if c.name != "toggle_midi_learn")
 
 
 def field_range(cmd: Command) -> tuple[float | None, float | None]:
@@ -107,6 +111,16 @@ def field_range(cmd: Command) -> tuple[float | None, float | None]:
     cls, name = cmd.source
     f = {f.name: f for f in dataclasses.fields(cls)}[name]
     return f.metadata.get("range", (None, None))
+
+
+def check_span(setting: str, lo: Any, hi: Any, where: str) -> None:
+    """A controller's lo..hi for a setting (a MIDI fader's, a sound feature's): numbers
+    inside the setting's own range, or absent (the whole range)."""
+    flo, fhi = field_range(COMMANDS[setting])
+    for key, v in (("lo", lo), ("hi", hi)):
+        if v is not None and (flo is None or isinstance(v, bool) or not isinstance(v, (int, float))
+                              or not flo <= v <= fhi):
+            raise ConfigError(f"{where}: '{key}' = {v!r} must be a number in {setting}'s range {flo} to {fhi}")
 
 
 def _coerce(cmd: Command, value: Any) -> Any:

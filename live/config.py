@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import models
+from .audio import FEATURES
 from .schedule import Hours, ScheduleError, parse_days, parse_time
 from .dream.settings import (AttractSettings, DreamSettings, MotionSettings, SettingsError, bounded, build,
                              choice)
@@ -132,6 +133,26 @@ class SouvenirConfig:
 
 
 @dataclass(frozen=True)
+class AudioRule:
+    """[[audio.map]]: one sound feature driving one setting or one action."""
+    feature: str = choice("beat", *FEATURES)
+    setting: str = ""                                 # level..onset: scaled onto lo..hi; beat: pulsed
+    action: str = ""                                  # run on every `every`-th beat (or rise past half way)
+    lo: float | None = None                           # the setting's travel; absent = its whole range
+    hi: float | None = None
+    amount: float = bounded(1.0, 0.0, 20.0)           # a beat's pulse: the setting x (1 + amount) ...
+    seconds: float = bounded(0.3, 0.01, 10.0)         # ... falling back with this time constant
+    every: int = bounded(1, 1, 1024)
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    enabled: bool = False
+    source: str = choice("auto", "auto", "clip")      # auto: a clip's soundtrack if it has one; clip: it must
+    map: tuple[AudioRule, ...] = (AudioRule(setting="blend"),)
+
+
+@dataclass(frozen=True)
 class Preset:
     name: str = "preset"
     layer: str = "blocks.10"
@@ -156,6 +177,7 @@ class Config:
     midi: MidiConfig = field(default_factory=MidiConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     souvenir: SouvenirConfig = field(default_factory=SouvenirConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
     presets: tuple[Preset, ...] = ()
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import pygame
 
 from .app import App
+from .audio.clip import follow_soundtrack
 from .dream.clip import ClipDreamer, ClipReader, dream_clip, frames_to_write, working_size
 from .dream.files import WriteError
 from .window import write_png
@@ -35,6 +36,7 @@ class ClipRecording:
         engine = app.dreamer.engine
         engine.configure(size=working_size(app.cfg.dream.size, info.size))
         self.dreamer = ClipDreamer(engine, info.fps, app.cfg.motion, app.cfg.attract, app.cfg.render.blend)
+        self.music = follow_soundtrack(app.cfg, path, info.fps, engine, app.commands)
         self.stop = threading.Event()
         self.written = 0
         self.last: np.ndarray | None = None
@@ -65,7 +67,7 @@ class ClipRecording:
                 log.info("recorded %d%s frames", n, f"/{total}" if total else "")
 
         return dream_clip(self.reader, self.composed, record, self.frames, what="--record", on_frame=progress,
-                          blend=lambda: self.app.state.view().blend, keep_going=self.keep_going)
+                          blend=lambda: self.app.state.view().blend, keep_going=self.keep_going, before=self.music)
 
 
 def run_clip(app: App, frames: int | None, record: str | Path, png: str | Path | None = None,

@@ -132,9 +132,12 @@ def read_video(path: Path) -> list[np.ndarray]:
 
 
 def write_clip_with_sound(path: Path, seconds: float = 3.0, fps: int = 20, size: tuple[int, int] = (64, 48),
-                          tone_from: float = 1.0, rate: int = 48000) -> Path:
-    """A clip with H.264 video (frame i has grey level 4*i) and AAC sound: silence, then a
-    440 Hz tone from `tone_from` seconds, so where the sound sits in time can be measured."""
+                          tone_from: float = 1.0, rate: int = 48000,
+                          sound: Callable[[np.ndarray], np.ndarray] | None = None,
+                          picture: Callable[[int], np.ndarray] | None = None) -> Path:
+    """A clip with H.264 video (frame i has grey level 4*i, or `picture(i)`) and AAC sound:
+    silence, then a 440 Hz tone from `tone_from` seconds (or `sound(t)` for the sample
+    times t), so where the sound sits in time can be measured."""
     import av
     with av.open(str(path), "w") as c:
         video = c.add_stream("libx264", rate=fps)
@@ -142,18 +145,31 @@ def write_clip_with_sound(path: Path, seconds: float = 3.0, fps: int = 20, size:
         audio = c.add_stream("aac", rate=rate)
         audio.layout = "mono"
         for i in range(round(seconds * fps)):
-            frame = av.VideoFrame.from_ndarray(np.full((size[1], size[0], 3), 4 * i % 256, np.uint8), format="rgb24")
+            img = picture(i) if picture else np.full((size[1], size[0], 3), 4 * i % 256, np.uint8)
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
             frame.pts = i
             c.mux(video.encode(frame))
         c.mux(video.encode(None))
         t = np.arange(round(seconds * rate)) / rate
-        sound = np.where(t >= tone_from, 0.5 * np.sin(2 * np.pi * 440 * t), 0.0).astype(np.float32)
-        for k in range(0, len(sound), 1024):
-            chunk = av.AudioFrame.from_ndarray(sound[None, k:k + 1024], format="flt", layout="mono")
+        tone = np.where(t >= tone_from, 0.5 * np.sin(2 * np.pi * 440 * t), 0.0)
+        samples = (sound(t) if sound else tone).astype(np.float32)
+        for k in range(0, len(samples), 1024):
+            chunk = av.AudioFrame.from_ndarray(samples[None, k:k + 1024], format="flt", layout="mono")
             chunk.sample_rate, chunk.pts = rate, k
             c.mux(audio.encode(chunk))
         c.mux(audio.encode(None))
     return Path(path)
+
+
+def beats(t: np.ndarray, times: list[float], drone: float = 0.1) -> np.ndarray:
+    """A low drone with a drum-like hit (a burst of noise dying in ~10 ms) at each of `times`."""
+    rng = np.random.default_rng(0)
+    out = drone * np.sin(2 * np.pi * 110 * t)
+    for b in times:
+        after = t - b
+        hit = (after >= 0) & (after < 0.05)
+        out[hit] += 0.8 * rng.standard_normal(hit.sum()) * np.exp(-after[hit] / 0.01)
+    return out
 
 
 def file_size_limit(limit: int) -> Callable[[], None]:

@@ -5,7 +5,8 @@
 Every frame of CLIP, in order, through the live installation's pipeline as config.toml
 sets it up ([dream] engine and backend, [motion] flow and motion response, [attract],
 render.blend): dt = 1 / the clip's frame rate. OUT has the clip's frame count (or N),
-frame rate and size, no mirror, no crop, and the clip's sound. Ctrl+C keeps a playable
+frame rate and size, no mirror, no crop, and the clip's sound; with [audio] enabled the
+soundtrack drives the settings frame by frame (live/audio). Ctrl+C keeps a playable
 video of the frames finished (exit 130)."""
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import sys
 from typing import Sequence
 
 from live import config
+from live.audio.clip import follow_soundtrack
 from live.cli import Parser, UsageError, parse_size, positive_int
 from live.dream import DreamEngine
 from live.dream.clip import ClipDreamer, ClipReader, dream_clip, frames_to_write, working_size
@@ -57,12 +59,15 @@ def render(args: argparse.Namespace) -> int:
         size = working_size(budget, info.size)
         engine = DreamEngine(backbone, settings=cfg.dream, size=size, seed=args.seed)  # the real backend from frame 1
         try:
+            music = follow_soundtrack(cfg, info.path, info.fps, engine)
             dreamer = ClipDreamer(engine, info.fps, cfg.motion, cfg.attract, cfg.render.blend)
+            blend = (lambda: music.commands.state.view().blend) if music else None
             log.info("%s: %dx%d at %s fps, working size %dx%d, backend %s", info.path, *info.size, info.fps,
                      *size, engine.backend)
             with tqdm(total=frames_to_write(info, args.frames), unit="frame", desc="dream", disable=args.quiet,
                       dynamic_ncols=True) as bar:
-                return dream_clip(reader, dreamer, out, args.frames, on_frame=lambda _: bar.update())
+                return dream_clip(reader, dreamer, out, args.frames, on_frame=lambda _: bar.update(),
+                                  blend=blend, before=music)
         finally:
             engine.close()
 

@@ -138,10 +138,12 @@ def frames_to_write(info: ClipInfo, limit: int | None) -> int | None:
 
 def dream_clip(reader: ClipReader, dreamer: Callable[[np.ndarray, float | None], np.ndarray], out: str | Path, limit: int | None = None,
                what: str = "OUT", on_frame: Callable[[int], None] | None = None,
-               blend: Callable[[], float] | None = None, keep_going: Callable[[], bool] | None = None) -> int:
+               blend: Callable[[], float] | None = None, keep_going: Callable[[], bool] | None = None,
+               before: Callable[[int], object] | None = None) -> int:
     """Dream the clip into `out` at its frame rate and size, with its sound. `limit`: at
     most this many frames; `blend()` gives the operator's blend per frame (a remote may
-    change it); `keep_going()` false stops early. Ctrl+C (or any error) keeps the frames
+    change it); `keep_going()` false stops early; `before(i)` runs first for frame i (the
+    soundtrack's settings, live/audio/clip.py). Ctrl+C (or any error) keeps the frames
     finished so far as a playable video (VideoWriter). `dreamer(frame, blend)` is a
     ClipDreamer (or one wrapped by the caller). Returns the frames written."""
     info = reader.info
@@ -151,6 +153,8 @@ def dream_clip(reader: ClipReader, dreamer: Callable[[np.ndarray, float | None],
         for frame in reader:
             if (limit is not None and written >= limit) or (keep_going is not None and not keep_going()):
                 break
+            if before is not None:
+                before(written)
             video.write(dreamer(frame, None if blend is None else blend()))
             written += 1
             if on_frame is not None:

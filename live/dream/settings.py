@@ -95,6 +95,8 @@ class AttractSettings:
 
 def _type_ok(value: Any, tp: Any) -> tuple[bool, Any]:
     """(ok, converted value) for the small set of types the settings use."""
+    if tp is type(None):
+        return value is None, value
     if tp is bool:
         return isinstance(value, bool), value
     if tp is int:
@@ -121,6 +123,8 @@ def _type_ok(value: Any, tp: Any) -> tuple[bool, Any]:
 
 
 def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp) if a is not type(None))
     if typing.get_origin(tp) is tuple:
         return "[" + ", ".join(_type_name(a) for a in typing.get_args(tp)) + "]"
     return {bool: "true/false", int: "an integer", float: "a number", str: "a string"}.get(tp, str(tp))
@@ -130,15 +134,28 @@ def _numbers(value: Any) -> tuple:
     return value if isinstance(value, tuple) else (value,)
 
 
+def _table_of(tp: Any) -> type | None:
+    """The settings class of a `tuple[Cls, ...]` field (a TOML array of tables), else None."""
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) is tuple and len(args) == 2 and args[1] is Ellipsis and dataclasses.is_dataclass(args[0]):
+        return args[0]
+    return None
+
+
 def check(cls: type, name: str, value: Any, where: str = "") -> Any:
-    """`value` for field `name` of `cls`, converted (int -> float, list -> tuple), or a
-    SettingsError naming `where.name`."""
+    """`value` for field `name` of `cls`, converted (int -> float, list -> tuple, a list of
+    tables -> a tuple of settings), or a SettingsError naming `where.name`."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
     key = f"{where}.{name}" if where else name
     if name not in fields:
         section = f" in [{where}]" if where else ""
         raise SettingsError(f"unknown key '{key}'; valid keys{section}: {', '.join(fields)}")
     f, tp = fields[name], typing.get_type_hints(cls)[name]
+    item = _table_of(tp)
+    if item is not None:
+        if not isinstance(value, list):
+            raise SettingsError(f"'{key}' must be a list of [[{key}]] tables")
+        return tuple(build(item, t, f"{key}[{i}]") for i, t in enumerate(value))
     ok, converted = _type_ok(value, tp)
     if not ok:
         raise SettingsError(f"'{key}' must be {_type_name(tp)}, got {value!r}")

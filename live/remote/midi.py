@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..commands import COMMANDS, SETTINGS, Commands, field_range
+from ..commands import SCALABLE, TRIGGERS as ACTIONS, Commands, check_span
 from ..config import ConfigError, MidiConfig
 from ..dream.files import atomic
 
@@ -25,8 +25,6 @@ log = logging.getLogger(__name__)
 
 BACKENDS = {"auto": "mido.backends.rtmidi", "alsa": "mido.backends.rtmidi/LINUX_ALSA",
             "jack": "mido.backends.rtmidi/UNIX_JACK"}
-SCALABLE = tuple(c.name for c in SETTINGS if c.name != "objective")   # what a CC can drive
-ACTIONS = tuple(n for n, c in COMMANDS.items() if not c.is_setting and n != "toggle_midi_learn")
 
 
 @contextmanager
@@ -90,12 +88,7 @@ def _cc(entry: Any, where: str) -> CC:
         raise ConfigError(f"{where}: 'setting' must be one of {', '.join(SCALABLE)}")
     cc = CC(_int(entry, "channel", 1, 16, where), _int(entry, "control", 0, 127, where), entry["setting"],
             entry.get("lo"), entry.get("hi"))
-    flo, fhi = field_range(COMMANDS[cc.setting])
-    for key in ("lo", "hi"):
-        v = getattr(cc, key)
-        if v is not None and (flo is None or isinstance(v, bool) or not isinstance(v, (int, float))
-                              or not flo <= v <= fhi):
-            raise ConfigError(f"{where}: '{key}' = {v!r} must be a number in {cc.setting}'s range {flo} to {fhi}")
+    check_span(cc.setting, cc.lo, cc.hi, where)
     return cc
 
 
