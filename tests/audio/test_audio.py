@@ -138,3 +138,14 @@ def test_no_soundtrack_dreams_on_with_one_line_unless_the_clip_is_asked_for(tmp_
                  "--set", "audio.source=\"clip\""]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "has no soundtrack to follow" in err[0]
+
+
+def test_beat_report_measures_the_dream_against_the_beats(tmp_path, capsys):
+    from tools.beat_report import main as report
+    clip = beat_clip(tmp_path)
+    assert report([str(clip), "--out", str(tmp_path / "r"), "--quiet", *SETS, "--set", "render.blend=0.5"]) == 0
+    import json
+    rep = json.loads((tmp_path / "r" / "beats.json").read_text())
+    assert rep["beats"] == [round(h * FPS) for h in HITS] and rep["offsets"] == [0] * len(HITS)
+    assert len(rep["strength"]) == len(rep["sent"]) == 110 and (tmp_path / "r" / "beats.png").stat().st_size > 10_000
+    assert "| beats | 8 |" in capsys.readouterr().out
