@@ -18,6 +18,8 @@ from .config import Config, ConfigError, opening_hours
 from .dream import DreamEngine, objectives
 from .dream.temporal.coherent import TemporalDream
 from .dreamer import Dreamer, LiveSettings
+from .audio.microphone import Microphone
+from .audio.rules import check_rules
 from .ndi import NdiOutput
 from .remote import Remotes
 from .schedule import Schedule
@@ -62,6 +64,9 @@ class App:
         self.souvenirs = Souvenirs(sv.folder, sv.minutes, sv.max_mb) if sv.enabled else None
         self.remotes = Remotes(cfg, self.commands, self.health, self.souvenirs)
         self.ndi = NdiOutput.maybe(cfg.output.ndi, cfg.output.ndi_name, cfg.render.fps)
+        if cfg.audio.enabled:
+            check_rules(cfg.audio.map)                 # a rule that drives nothing stops the start with one line
+        self.microphone: Microphone | None = None    # live runs only (a clip recorded frame by frame hears its own)
         self.schedule = Schedule(opening_hours(cfg.schedule))
         self.capture = Capture(self.plan, cfg.source.reconnect_seconds, asleep=lambda: self.state.asleep)
         d = cfg.dream
@@ -105,6 +110,9 @@ class App:
         self.remotes.start()
         if self.ndi is not None:
             self.ndi.start()
+        self.microphone = Microphone.maybe(self.cfg.audio, self.commands)
+        if self.microphone is not None:
+            self.microphone.start()
         self.capture.start()
         self.dreamer.start()
         w = self.cfg.watchdog
@@ -122,6 +130,8 @@ class App:
         self.remotes.stop()
         if self.ndi is not None:
             self.ndi.stop()
+        if self.microphone is not None:
+            self.microphone.stop()
         if self.watchdog is not None:
             self.watchdog.stop()
         self.dreamer.stop()

@@ -11,7 +11,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
@@ -212,6 +213,29 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
             return True
         time.sleep(0.01)
     return False
+
+
+@contextmanager
+def jack_server(monkeypatch, up: Callable[[], bool], rate: int = 48000, period: int = 1024) -> Iterator[str]:
+    """A JACK server of the test's own (dummy audio driver: it runs by the clock, no sound
+    card; its own server name, set as the default), stopped afterwards. `up()` says when
+    clients can use it. Skips with the reason where jackd is missing or does not start."""
+    import subprocess
+    jackd = shutil.which("jackd")
+    if jackd is None:
+        pytest.skip("no jackd here (apt-get install jackd2)")
+    name = f"dreamcam-test-{os.getpid()}"
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", name)
+    monkeypatch.setenv("JACK_NO_AUDIO_RESERVATION", "1")
+    proc = subprocess.Popen([jackd, "-n", name, "--no-realtime", "-d", "dummy", "-r", str(rate), "-p", str(period)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        if not wait_for(lambda: proc.poll() is not None or up(), 30) or proc.poll() is not None:
+            pytest.skip("jackd does not start here")
+        yield name
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def wait_for_line(proc, text: str, timeout: float = 240.0) -> list[str]:

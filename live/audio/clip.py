@@ -48,7 +48,7 @@ def follow_soundtrack(cfg: Config, path: str | Path, fps: float | Fraction, engi
     with source "auto", when the clip has no sound: one line). `commands`: the app's, or a
     state of the clip's own (tools.dream)."""
     a = cfg.audio
-    if not a.enabled:
+    if not a.enabled or a.source == "mic":
         return None
     commands = commands or Commands(State.from_config(cfg, camera=False))
     try:

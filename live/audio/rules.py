@@ -33,6 +33,11 @@ def check_rule(rule: AudioRule, where: str) -> None:
         check_span(rule.setting, rule.lo, rule.hi, where)
 
 
+def check_rules(rules: tuple[AudioRule, ...]) -> None:
+    for i, rule in enumerate(rules):
+        check_rule(rule, f"audio.map[{i}]")
+
+
 @dataclass
 class _Pulse:
     base: float | None = None          # the operator's value the pulse rides on
@@ -50,8 +55,7 @@ class Reactor:
     _counts: dict[int, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for i, rule in enumerate(self.rules):
-            check_rule(rule, f"audio.map[{i}]")
+        check_rules(self.rules)
 
     def frame(self, features: dict[str, float], t: float) -> dict[str, float]:
         """Apply one frame; returns the settings sent (for plots and tests)."""

@@ -4,6 +4,7 @@ clip with a clear beat dreamed frame-exactly whose dream pulses on its beats."""
 from __future__ import annotations
 
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -149,3 +150,105 @@ def test_beat_report_measures_the_dream_against_the_beats(tmp_path, capsys):
     assert rep["beats"] == [round(h * FPS) for h in HITS] and rep["offsets"] == [0] * len(HITS)
     assert len(rep["strength"]) == len(rep["sent"]) == 110 and (tmp_path / "r" / "beats.png").stat().st_size > 10_000
     assert "| beats | 8 |" in capsys.readouterr().out
+
+
+def test_the_listener_hears_each_hit_as_it_comes():
+    """Live: samples in blocks as a sound card gives them; each hit is a beat within two
+    hops (23 ms) of its start (after the first half second it judges against), none between."""
+    from live.audio.listener import Listener
+    sr = 22050
+    hits = [0.48 * k for k in range(1, 12)]
+    y = beats(np.arange(6 * sr) / sr, hits).astype(np.float32)
+    ear, heard, levels = Listener(sr), [], []
+    for k in range(0, len(y), ear.hop):
+        before = ear.beats
+        ear.feed(y[k:k + ear.hop])
+        f = ear.take()
+        levels.append(f["low"])
+        if ear.beats > before:
+            assert f["beat"] == 1.0 and ear.take()["beat"] == 0.0   # once per beat
+            heard.append((k + ear.hop) / sr)
+    expected = [h for h in hits if h > 0.6]
+    assert len(heard) == len(expected)
+    assert all(0 <= got - h <= 2 * ear.hop / sr + 1e-9 for got, h in zip(heard, expected)), (heard, expected)
+    assert 0.0 <= min(levels) and max(levels) <= 1.0 and np.median(levels) > 0.3   # the drone, not silence
+
+
+def test_no_microphone_is_one_line_and_the_show_goes_on(tmp_path, caplog):
+    """This machine has no sound card (and maybe no PortAudio): one line, and a headless run
+    with [audio] on records as always."""
+    from live.__main__ import main as live
+    from live.audio.microphone import Microphone
+    cfg = config.from_dict({"audio": {"enabled": True, "device": "no such input"}})
+    assert Microphone.maybe(cfg.audio, commands()) is None
+    lines = [r for r in caplog.records if r.name.startswith("live.audio")]
+    assert len(lines) == 1 and "carrying on without it" in lines[0].getMessage()
+    out = tmp_path / "rec.mp4"
+    assert live(["--source", "clouds", "--headless", "--frames", "4", "--record", str(out), "--log-file", "", *SETS,
+                 "--set", "audio.enabled=true"]) == 0
+    assert len(read_video(out)) == 4
+
+
+@pytest.fixture
+def jack_input(monkeypatch):
+    """A JACK server whose input a player client of the test feeds: the microphone hears
+    what the test plays, through PortAudio as from a sound card."""
+    jack = pytest.importorskip("jack", reason="JACK-Client plays into the input (pip install JACK-Client)")
+    try:
+        import sounddevice  # noqa: F401
+    except OSError as exc:
+        pytest.skip(f"PortAudio is missing here ({exc}; apt-get install libportaudio2)")
+
+    def up() -> bool:
+        try:
+            jack.Client("probe", no_start_server=True).close()
+            return True
+        except jack.JackError:
+            return False
+    from conftest import jack_server
+    with jack_server(monkeypatch, up, rate=44100, period=256) as name:
+        sounddevice._terminate()       # PortAudio lists devices when it starts: again, now JACK is up
+        sounddevice._initialize()
+        try:
+            yield jack, name
+        finally:
+            sounddevice._terminate()   # let go of JACK before the server stops (else PortAudio aborts at exit)
+    sounddevice._initialize()
+
+
+def test_the_microphone_hears_a_beat_and_the_dream_pumps_on_it(jack_input):
+    """The live path for real: a JACK client plays hits every 0.5 s into the input the
+    installation listens to; the listener hears each one and the blend pulses on it."""
+    jack, name = jack_input
+    from live.audio.microphone import Microphone
+    c = commands(0.5)
+    mic = Microphone(config.from_dict({"audio": {"enabled": True, "device": "system"}}).audio, c)
+    player = jack.Client("player", servername=name)
+    sr = player.samplerate
+    y = beats(np.arange(20 * sr) / sr, [0.5 * k for k in range(1, 40)]).astype(np.float32)
+    out, pos = player.outports.register("out"), [0]
+
+    @player.set_process_callback
+    def play(frames: int) -> None:
+        buf = out.get_array()
+        chunk = y[pos[0]:pos[0] + frames]
+        buf[:] = 0.0
+        buf[:len(chunk)] = chunk
+        pos[0] += frames
+    mic.start()
+    try:
+        player.activate()
+        for port in [p.name for p in player.get_ports(is_input=True, is_audio=True) if not p.name.startswith("system")]:
+            for other in player.get_all_connections(port):
+                player.disconnect(other, port)
+            player.connect(out, port)
+        start, blends = pos[0], []
+        while pos[0] - start < 4 * sr:
+            blends.append(c.values()["blend"])
+            time.sleep(0.01)
+    finally:
+        mic.stop()
+        player.deactivate()
+        player.close()
+    assert 6 <= mic.listener.beats <= 9, mic.listener.beats     # 8 hits in 4 s (the first half second judged)
+    assert max(blends) > 0.9 and min(blends[len(blends) // 4:]) < 0.7   # up on each beat, back between

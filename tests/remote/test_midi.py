@@ -6,15 +6,13 @@ ALSA sequencer exists."""
 from __future__ import annotations
 
 import logging
-import os
 import shutil
-import subprocess
 
 import mido
 import pygame
 import pytest
 
-from conftest import small_config, wait_for
+from conftest import jack_server, small_config, wait_for
 from live import controls
 from live.__main__ import main
 from live.commands import Commands
@@ -152,14 +150,6 @@ def midi_server(monkeypatch):
         return
     except Exception as exc:
         alsa = str(exc).splitlines()[0]
-    jackd = shutil.which("jackd")
-    if jackd is None:
-        pytest.skip(f"no virtual MIDI ports here: no ALSA sequencer ({alsa}) and no jackd")
-    name = f"dreamcam-test-{os.getpid()}"
-    monkeypatch.setenv("JACK_DEFAULT_SERVER", name)
-    monkeypatch.setenv("JACK_NO_AUDIO_RESERVATION", "1")
-    proc = subprocess.Popen([jackd, "-n", name, "--no-realtime", "-d", "dummy", "-r", "48000", "-p", "1024"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     jack = mido.Backend(BACKENDS["jack"], load=True)
 
     def up() -> bool:
@@ -167,14 +157,11 @@ def midi_server(monkeypatch):
             jack.get_input_names()
             return True
         except Exception:
-            return proc.poll() is not None      # jackd died: stop waiting
-    try:
-        if not wait_for(up, 30) or proc.poll() is not None:
-            pytest.skip(f"no ALSA sequencer ({alsa}) and jackd does not start here")
+            return False
+    if shutil.which("jackd") is None:
+        pytest.skip(f"no virtual MIDI ports here: no ALSA sequencer ({alsa}) and no jackd")
+    with jack_server(monkeypatch, up):
         yield "jack"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def test_a_real_virtual_port(tmp_path, midi_server):
