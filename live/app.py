@@ -63,7 +63,7 @@ class App:
         sv = cfg.souvenir
         self.souvenirs = Souvenirs(sv.folder, sv.minutes, sv.max_mb) if sv.enabled else None
         self.remotes = Remotes(cfg, self.commands, self.health, self.souvenirs)
-        self.ndi = NdiOutput.maybe(cfg.output.ndi, cfg.output.ndi_name, cfg.render.fps)
+        self.ndi = NdiOutput.maybe(cfg.output.ndi, cfg.output.ndi_name, min(cfg.output.ndi_fps, cfg.render.fps))
         if cfg.audio.enabled:
             check_rules(cfg.audio.map)                 # a rule that drives nothing stops the start with one line
         self.microphone: Microphone | None = None    # live runs only (a clip recorded frame by frame hears its own)

@@ -69,6 +69,7 @@ class OutputConfig:
     recordings: str = "recordings"
     ndi: bool = False                 # send the composed picture as an NDI source (needs cyndilib)
     ndi_name: str = "Dreamcam"        # the source's name in Resolume, TouchDesigner, OBS
+    ndi_fps: float = bounded(30.0, 1.0, 240.0)   # at most this many frames a second (each costs an encode)
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,8 @@ class AudioRule:
 @dataclass(frozen=True)
 class AudioConfig:
     enabled: bool = False
-    source: str = choice("auto", "auto", "clip")      # auto: a clip's soundtrack if it has one; clip: it must
+    source: str = choice("auto", "auto", "clip", "mic")   # auto: a clip dreamed frame by frame its soundtrack, live the microphone
+    device: str = ""                                  # the microphone: part of its name or its number; "" = the default
     map: tuple[AudioRule, ...] = (AudioRule(setting="blend"),)
 
 

@@ -3,13 +3,15 @@ its own NDI runtime), so Resolume, TouchDesigner or OBS take it like a camera. O
 without cyndilib, `[output] ndi = true` is one log line and the show goes on.
 
 The window loop and the headless recorder offer every frame they make; a thread of its own
-sends the newest one, so the display never waits for the network. While no receiver is
+sends the newest one, at most `fps` a second (each is compressed here), so the display
+never waits for the network. While no receiver is
 connected nothing is copied or sent (the source stays listed). The source's size is the
 first frame's; a frame of another size (a window resized) is scaled to it."""
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from fractions import Fraction
 
 import cv2
@@ -96,9 +98,12 @@ class NdiOutput:
         vf.set_frame_rate(Fraction(self.fps).limit_denominator(1001))
         vf.set_fourcc(FourCC.BGRA)
         sender.set_video_frame(vf)
+        period = 1.0 / self.fps
+        due = time.monotonic()
         with sender:
-            log.info("NDI source '%s' at %dx%d", self.name, w, h)
-            while not self._stop.is_set():
+            log.info("NDI source '%s' at %dx%d, up to %g fps", self.name, w, h, self.fps)
+            while not self._stop.wait(max(0.0, due - time.monotonic())):   # at most fps frames a second
+                due = max(due + period, time.monotonic())
                 if frame.shape[:2] != (h, w):
                     frame = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
                 elif not frame.flags.writeable:   # cyndilib refuses read-only buffers

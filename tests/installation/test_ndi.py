@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -105,3 +106,39 @@ def test_without_cyndilib_it_is_one_line(monkeypatch, caplog):
     assert NdiOutput.maybe(True, "x", 30) is None and NdiOutput.maybe(False, "x", 30) is None
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 1 and "NDI output needs cyndilib" in lines[0] and "carrying on" in lines[0]
+
+
+def test_ndi_probe_counts_every_frame_a_source_sends(loopback_ndi, tmp_path):
+    """The probe (python -m tools.ndi_probe) as a VJ would run it: a source offered 60
+    pictures a second (sending at most 20); the probe receives its frames, told apart by
+    the sender's timestamps, and names the size. No such source: one line, exit 2."""
+    import json
+    import subprocess
+    import threading
+
+    def probe(args: list[str]) -> subprocess.CompletedProcess:   # its own process, as a VJ runs it
+        return subprocess.run([sys.executable, "-m", "tools.ndi_probe", *args], capture_output=True, text=True,
+                              timeout=120, cwd=Path(__file__).resolve().parents[2])
+    name = f"dreamcam-probe-{os.getpid()}"
+    out = NdiOutput(name, fps=20)
+    out.start()
+    done = threading.Event()
+
+    def feed() -> None:
+        while not done.is_set():
+            out.offer_rgb(natural_picture(W, H, seed=5))
+            time.sleep(1 / 60)
+    t = threading.Thread(target=feed, daemon=True)
+    t.start()
+    try:
+        got = probe(["--name", name, "--seconds", "3", "--wait", "60", "--json", str(tmp_path / "p.json")])
+        assert got.returncode == 0, got.stderr
+    finally:
+        done.set()
+        t.join()
+        out.stop()
+    r = json.loads((tmp_path / "p.json").read_text())
+    assert r["size"] == [W, H] and 10 <= r["frames"] <= out.sent and r["fps"] > 0
+    assert r["ndi"]["video"]["frames_dropped"] == 0
+    none = probe(["--name", "nobody-sends-this", "--seconds", "1", "--wait", "1"])
+    assert none.returncode == 2 and none.stderr.count("\n") == 1 and "no NDI source" in none.stderr
