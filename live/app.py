@@ -21,6 +21,8 @@ from .dreamer import Dreamer, LiveSettings
 from .audio.microphone import Microphone
 from .audio.rules import check_rules
 from .ndi import NdiOutput
+from .video_out import FrameOutput
+from .virtualcam import VirtualCamera
 from .remote import Remotes
 from .schedule import Schedule
 from .souvenir import Souvenirs
@@ -63,7 +65,10 @@ class App:
         sv = cfg.souvenir
         self.souvenirs = Souvenirs(sv.folder, sv.minutes, sv.max_mb) if sv.enabled else None
         self.remotes = Remotes(cfg, self.commands, self.health, self.souvenirs)
-        self.ndi = NdiOutput.maybe(cfg.output.ndi, cfg.output.ndi_name, min(cfg.output.ndi_fps, cfg.render.fps))
+        o, fps = cfg.output, min(cfg.output.ndi_fps, cfg.render.fps)
+        self.outputs: list[FrameOutput] = [out for out in (NdiOutput.maybe(o.ndi, o.ndi_name, fps),
+                                                           VirtualCamera.maybe(o.virtualcam, o.virtualcam_device, fps))
+                                           if out is not None]   # video outs: the picture leaves the window
         if cfg.audio.enabled:
             check_rules(cfg.audio.map)                 # a rule that drives nothing stops the start with one line
         self.microphone: Microphone | None = None    # live runs only (a clip recorded frame by frame hears its own)
@@ -108,8 +113,8 @@ class App:
         self.tick_schedule()   # closed at start: not one frame read nor one step dreamed
         self.health.start()
         self.remotes.start()
-        if self.ndi is not None:
-            self.ndi.start()
+        for out in self.outputs:
+            out.start()
         self.microphone = Microphone.maybe(self.cfg.audio, self.commands)
         if self.microphone is not None:
             self.microphone.start()
@@ -128,8 +133,8 @@ class App:
         self.notifier.stopping()
         self.health.stop()
         self.remotes.stop()
-        if self.ndi is not None:
-            self.ndi.stop()
+        for out in self.outputs:
+            out.stop()
         if self.microphone is not None:
             self.microphone.stop()
         if self.watchdog is not None:

@@ -70,6 +70,8 @@ class OutputConfig:
     ndi: bool = False                 # send the composed picture as an NDI source (needs cyndilib)
     ndi_name: str = "Dreamcam"        # the source's name in Resolume, TouchDesigner, OBS
     ndi_fps: float = bounded(30.0, 1.0, 240.0)   # at most this many frames a second (each costs an encode)
+    virtualcam: bool = False          # the picture as a webcam (pyvirtualcam, v4l2loopback)
+    virtualcam_device: str = ""       # e.g. "/dev/video10"; "" = the first loopback device
 
 
 @dataclass(frozen=True)

@@ -60,8 +60,8 @@ class Recording:
             seq, last_progress = new_seq, time.monotonic()
             rgb = self.draw(dream)
             app.remotes.preview.offer_rgb(rgb)
-            if app.ndi is not None:
-                app.ndi.offer_rgb(rgb)
+            for out in app.outputs:
+                out.offer_rgb(rgb)
             self.video.write(rgb)
             self.written += 1
             if self.written % 25 == 0:

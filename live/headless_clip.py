@@ -53,8 +53,8 @@ class ClipRecording:
         if d.first_dream_at is None:
             d.first_dream_at = time.perf_counter()
         self.app.remotes.preview.offer_rgb(rgb)
-        if self.app.ndi is not None:
-            self.app.ndi.offer_rgb(rgb)
+        for out in self.app.outputs:
+            out.offer_rgb(rgb)
         self.last = rgb
         return rgb
 

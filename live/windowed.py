@@ -92,8 +92,8 @@ class WindowLoop:
         """The screen as drawn to whoever watches it elsewhere: the web preview, NDI (asleep too,
         so a VJ's mixer shows the closed screen, not the last dream)."""
         self.app.remotes.preview.offer_surface(window.screen)
-        if self.app.ndi is not None:
-            self.app.ndi.offer_surface(window.screen)
+        for out in self.app.outputs:
+            out.offer_surface(window.screen)
 
     def take_souvenir(self, window: Window, token: str, now: float) -> None:
         """The picture on screen without the HUD, help or notices, at the screen's resolution,

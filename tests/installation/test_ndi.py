@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -21,9 +22,15 @@ W, H = 160, 120
 
 @pytest.fixture
 def loopback_ndi(tmp_path, monkeypatch):
+    """NDI on this machine only. One test suite's NDI at a time: two processes starting
+    NDI senders in the same second were each seen to find no source at all."""
     pytest.importorskip("cyndilib", reason="cyndilib (pip install cyndilib) carries the NDI runtime")
     (tmp_path / "ndi-config.v1.json").write_text('{"ndi":{"networks":{"ips":"127.0.0.1","discovery":""}}}')
     monkeypatch.setenv("NDI_CONFIG_DIR", str(tmp_path))
+    import fcntl
+    with open(Path(tempfile.gettempdir()) / "dreamcam-ndi-tests.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def receive(name: str, want: int, timeout: float = 60.0) -> list[np.ndarray]:
