@@ -23,7 +23,8 @@ from live.audio.clip import follow_soundtrack
 from live.cli import Parser, positive_int
 from live.dream import DreamEngine
 from live.dream.clip import ClipDreamer, ClipReader, dream_clip, frames_to_write, working_size
-from .dream import load_model, outcome
+from .plotting import pyplot
+from .outcome import load_model, outcome
 
 REACH = 3          # frames either side of a beat in which its rise is looked for
 
@@ -83,9 +84,9 @@ def dream_measured(args: argparse.Namespace, out: Path) -> tuple[dict, np.ndarra
 
 
 def plot(report: dict, strength: np.ndarray, sent: list[dict], path: Path, title: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot(str(path))
+    if plt is None:
+        return
     t = np.arange(len(strength)) / report["fps"]
     fig, axes = plt.subplots(3, 1, figsize=(11, 7), sharex=True)
     for name in ("level", "low", "onset"):

@@ -178,7 +178,7 @@ def count_flops(fn: Callable[[], object]) -> float:
 def methods_for(device: torch.device, precisions: Sequence[str] | None = None) -> list[tuple[str, str]]:
     """(method, precision): the naive loop, the installation's default (auto, auto), then
     every backend with each precision that exists on the device (the exported steps are
-    fp32 graphs; OpenVINO's bf16 failed validation here, see README). On CUDA: fp16 and
+    fp32 graphs; OpenVINO's bf16 failed validation here, see docs/measurements.md). On CUDA: fp16 and
     bf16 autocast, eager and compiled (CUDA graphs), ONNX Runtime's CUDA provider (fp32 and
     the fp16 graph); no
     OpenVINO (it would run on the CPU). `precisions` keeps only those (and the first two)."""

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .plotting import pyplot
+
 NAIVE = "naive"
 DEFAULT = "auto"   # the installation's default backend: the row shows what it picked
 TARGET = {"size": (320, 240), "layer": "blocks.10", "default": 3.5, "best": 4.0}  # x naive, same run
@@ -106,9 +108,9 @@ def markdown(rows: list[Row], facts: dict, meta: dict, goal: dict | None) -> str
 
 
 def plot(rows: list[Row], path: Path, title: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot(str(path))
+    if plt is None:
+        return
 
     combos = list(dict.fromkeys((r.size, r.layer) for r in rows))
     methods = list(dict.fromkeys(f"{r.method} {r.precision}" for r in rows))

@@ -34,7 +34,8 @@ from live import config
 from live.dream import DreamEngine
 from live.dream.clip import ClipDreamer, ClipReader, working_size
 from live.dream.temporal.flow import PRESETS, camera_shift, shift_image, warp_image
-from .dream import load_model
+from .plotting import pyplot
+from .outcome import load_model
 from .sheet import contact_sheet
 
 MEASURE_WIDTH = 320
@@ -199,9 +200,9 @@ def per_second(acc: Acc, fps: float, warm: int, key: str = "strength_still") -> 
 def plot(acc: dict[str, Acc], fps: float, warm: int, path: Path, title: str) -> None:
     """Strength on the still part and on moving pixels, and the flicker on the still
     part, over time, for the input and each output."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot(str(path))
+    if plt is None:
+        return
     fig, axes = plt.subplots(3, 1, figsize=(9, 7.5), sharex=True)
     for ax, key, label in zip(axes, ("strength_still", "strength_moving", "flicker_still"),
                               ("strength, still part", "strength, moving pixels", "flicker, still part")):

@@ -36,6 +36,7 @@ from live.dream import DreamEngine
 from live.dream.images import natural_picture
 from live.dream.temporal.coherent import TemporalDream
 from live.dream.temporal.flow import warp_image
+from .plotting import pyplot
 from . import clip_report
 
 log = logging.getLogger("coherence")
@@ -193,10 +194,6 @@ def attract_demo(engine: DreamEngine, cfg: config.Config, src: np.ndarray, args:
     """Idle attract mode end to end: a still room, nobody moves -> drift into the endless
     zoom -> someone walks in (the scene pans) -> the room comes back. Writes a contact
     sheet and a trace of the attract weight and the frame-to-frame change (no jumps)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     fps = args.fps
     attract = replace(cfg.attract, enabled=True, idle_seconds=2.0, fade_in=3.0, fade_out=1.0)
     n_still, n_move = 90, 30
@@ -224,6 +221,9 @@ def attract_demo(engine: DreamEngine, cfg: config.Config, src: np.ndarray, args:
     width = max(r.shape[1] for r in rows)
     rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
     cv2.imwrite(str(out / f"attract{tag}.jpg"), cv2.cvtColor(np.vstack(rows), cv2.COLOR_RGB2BGR))
+    plt = pyplot(f"attract_trace{tag}.png")
+    if plt is None:
+        return
     fig, ax = plt.subplots(figsize=(8, 3))
     t = np.arange(len(frames)) / fps
     ax.plot(t, change, label="mean |out(t) - out(t-1)|, /255")

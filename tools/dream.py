@@ -12,25 +12,24 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import time
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import cv2
 import numpy as np
 from tqdm import tqdm
 
 import models
-from live.cli import PICTURE_MAX, Parser, UsageError, finite, parse_size, user_errors
+from live.cli import PICTURE_MAX, Parser, UsageError, finite, parse_size
 from live.dream.clip import is_clip
 from live.dream.clouds import clouds
-from live.dream.files import WriteError, atomic, check_output as check_writable
+from live.dream.files import atomic, check_output as check_writable
 from live.dream.images import noise, zoom
 from live.dream.offline import Interrupted, OfflineSettings, Renderer, total_steps
 from live.dream.video import VIDEO_SUFFIXES, VideoWriter
 from . import targets
+from .outcome import load_model, outcome
 from .sheet import contact_sheet, spread
 
 log = logging.getLogger("tools.dream")
@@ -268,12 +267,6 @@ def render_zoom(backbone: models.Backbone, job: Job, out: str, frames: int, fact
             frame = zoom(frame, factor, angle)
 
 
-@lru_cache(maxsize=2)
-def load_model(name: str, device: str) -> models.Backbone:
-    """Cached: a process that renders several times (tests, scripts) loads the net once."""
-    return models.load(name, device)
-
-
 def clip_job(argv: Sequence[str] | None) -> bool:
     """Is IN a video clip (then tools/dream_clip.py renders it, with its own flags)?"""
     args = [a for a in (sys.argv[1:] if argv is None else argv) if a not in ("-h", "--help")]
@@ -306,34 +299,6 @@ def render(args: argparse.Namespace) -> str:
     else:
         render_still(backbone, job, args.output, args.quiet)
     return ""
-
-
-def outcome(work: Callable[[], str], args: argparse.Namespace) -> int:
-    """Run a render (also the clip renderer's) and turn how it ended into one line and the
-    exit code: 0, 2 bad input, 1 a failed write or a crash, 130 Ctrl+C (what was finished
-    is kept). `work` returns what to add to the closing line."""
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
-    t0 = time.perf_counter()
-    try:
-        done = work()
-    except user_errors() as exc:
-        print(f"dream: error: {exc}", file=sys.stderr)
-        return 2
-    except WriteError as exc:  # a sound request the disk could not carry: 1, not 2
-        print(f"dream: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"dream: interrupted; what was finished is in {args.output}", file=sys.stderr)
-        return 130
-    except Exception as exc:  # noqa: BLE001 - the one place that turns crashes into exit 1
-        if args.verbose:
-            log.exception("unexpected failure")
-        print(f"dream: unexpected failure: {exc!r} (run with --verbose for details)", file=sys.stderr)
-        return 1
-    if not args.quiet:
-        print(f"wrote {args.output}{done} in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
-    return 0
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from live.dream.files import check_output
 from live.dream.video import VIDEO_SUFFIXES
 from tqdm import tqdm
 
-from .dream import load_model, outcome
+from .outcome import load_model, outcome
 
 log = logging.getLogger("tools.dream")
 

@@ -30,6 +30,7 @@ from live import config
 from live.cli import Parser, UsageError, parse_size, run
 from live.dream import DreamEngine
 from live.dream.backends.validate import sample_photo
+from .plotting import pyplot
 
 log = logging.getLogger("tools.gaps")
 
@@ -83,9 +84,9 @@ def gap_report(events: list[dict], phases: list[str]) -> list[dict]:
 
 
 def plot(events: list[dict], path: Path, title: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot(str(path))
+    if plt is None:
+        return
     fig, ax = plt.subplots(figsize=(11, 4.2))
     t = np.array([e["t"] for e in events])
     gaps = np.diff(t, prepend=t[0]) * 1000

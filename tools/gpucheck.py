@@ -147,7 +147,7 @@ def live(out: Path, seconds: float) -> Check:
 
 
 def table(checks: list[Check]) -> str:
-    """The checks as one Markdown table (printed, and pasted into README when run)."""
+    """The checks as one Markdown table (printed, and pasted into docs/gpu.md when run)."""
     lines = ["| check | result | status | note |", "|---|---|---|---|"]
     lines += [f"| {c.name} | {c.result} | {'ok' if c.ok else 'FAILED'} | {c.note} |" for c in checks]
     return "\n".join(lines)

@@ -1,12 +1,14 @@
 """What a soak run found: the samples as CSV, the memory trend after the warm-up, stalls
 (sample intervals in which the dream made no step), and one PNG with memory, open file
 descriptors and dream progress over time, the source's absences shaded. Standard library
-plus matplotlib (imported only to draw)."""
+plus matplotlib (tools/plotting.py, only to draw)."""
 from __future__ import annotations
 
 import csv
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+
+from .plotting import pyplot
 
 
 @dataclass(frozen=True)
@@ -96,9 +98,9 @@ def read_csv(path: Path) -> list[Sample]:
 
 
 def plot(samples: list[Sample], after: list[Sample], slope: float, title: str, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot(str(path))
+    if plt is None:
+        return
 
     minutes = [s.seconds / 60 for s in samples]
     fig, (ax, fx, dx) = plt.subplots(3, 1, figsize=(9, 7.5), dpi=110, sharex=True,
@@ -144,7 +146,7 @@ def plot(samples: list[Sample], after: list[Sample], slope: float, title: str, p
 
 
 def summary(samples: list[Sample], after: list[Sample], slope: float) -> list[str]:
-    """The lines printed at the end of a soak (and quoted in README)."""
+    """The lines printed at the end of a soak (and quoted in docs/operations.md)."""
     rss, fds = [s.rss_mb for s in samples], [s.fds for s in samples]
     last = samples[-1]
     stuck = stalls(samples)

@@ -49,7 +49,7 @@ def soft_limit(x: torch.Tensor, limit: float) -> torch.Tensor:
 
 
 class DreamEngine:
-    """The live dream step with its carried residual (README, "The dream core").
+    """The live dream step with its carried residual (docs/measurements.md, "Temporal coherence"; docs/depth.md).
 
     Defaults and allowed ranges are those of `DreamSettings` ([dream] in config.toml);
     settings are plain attributes changed through `configure`, and the hooks and the step

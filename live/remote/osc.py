@@ -1,5 +1,5 @@
 """OSC control over UDP (python-osc for the packet format): `/dreamcam/<command>` for every
-command of the command layer (README, Remote control). It runs in its own thread on
+command of the command layer (docs/remotes.md). It runs in its own thread on
 its own socket; a datagram that is not OSC, a bundle that does not parse, an unknown
 address or a bad value is dropped and counted, never applied and never fatal. State
 changes (from any control: keys, the web, MIDI, the kiosk timer) go back to the last

@@ -1,4 +1,4 @@
-"""The web remote (aiohttp) for a phone: the page, a JSON API (README, Remote control),
+"""The web remote (aiohttp) for a phone: the page, a JSON API (docs/remotes.md),
 state pushed over a WebSocket and the MJPEG preview. It runs its own event loop in its
 own thread; every request needs the token (`Authorization: Bearer TOKEN`, or `?token=`
 once in the page's URL, which sets a cookie), compared in constant time, else 401. A

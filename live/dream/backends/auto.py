@@ -5,7 +5,7 @@ user's cache folder, so every later start simply uses the answer.
 
 `precision = "auto"` needs no measuring: fp16 autocast on CUDA, fp32 on CPU (bf16 on
 this CPU failed the validation tolerance, cosine 0.88 to the fp32 update, and was no
-faster: see README, Speed)."""
+faster: see docs/measurements.md, Speed)."""
 from __future__ import annotations
 
 import hashlib
