@@ -19,7 +19,7 @@ import models
 from .audio import FEATURES
 from .schedule import Hours, ScheduleError, parse_days, parse_time
 from .dream.settings import (AttractSettings, DreamSettings, MotionSettings, SettingsError, bounded, build,
-                             choice)
+                             choice, like)
 
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "config.toml"
 
@@ -158,11 +158,12 @@ class AudioConfig:
 
 @dataclass(frozen=True)
 class Preset:
+    """[[presets]]: a named set of the live settings, each declared where it belongs."""
     name: str = "preset"
-    layer: str = "blocks.10"
-    objective: str = "amplify"
-    strength: float = bounded(0.012, 0.0, 0.5)
-    blend: float = bounded(0.85, 0.0, 1.0)
+    layer: str = like(DreamSettings, "layer")
+    objective: str = like(DreamSettings, "objective")
+    strength: float = like(DreamSettings, "strength")
+    blend: float = like(RenderConfig, "blend")
 
 
 @dataclass(frozen=True)

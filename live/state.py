@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import models
-from .config import Config, Preset, mirrored
+from .config import Config, Preset, RenderConfig, mirrored
+from .dream.settings import DreamSettings
 from .souvenir import new_token
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ class LiveSettings:
     objective: str
     strength: float
     zooming: bool = False        # endless-zoom drift: feed the dream back with a small zoom
-    zoom: float = 1.02           # magnification per pass while zooming
+    zoom: float = DreamSettings.zoom   # magnification per pass while zooming
     noise: bool = False          # dream from noise instead of the camera
     frozen: bool = False         # keep dreaming on the frame held when frozen
     reset: int = 0               # bumped by the 'r' key: forget the carried dream
@@ -37,7 +38,7 @@ class LiveSettings:
 @dataclass(frozen=True)
 class View:
     """What the renderer reads from the shared state each display frame."""
-    blend: float = 0.85          # 0 = live picture only, 1 = dream only
+    blend: float = RenderConfig.blend   # 0 = live picture only, 1 = dream only
     mirror: bool = False
     crossfade: bool = True
     scale: str = "fill"          # fill | letterbox
@@ -54,11 +55,11 @@ class State:
     (`live_settings`, `view`)."""
     layers: tuple[str, ...]
     presets: tuple[Preset, ...] = ()
-    layer: str = "blocks.10"
-    objective: str = "amplify"
-    strength: float = 0.012
-    blend: float = 0.85
-    zoom: float = 1.02            # magnification per pass of the endless-zoom drift
+    layer: str = DreamSettings.layer
+    objective: str = DreamSettings.objective
+    strength: float = DreamSettings.strength
+    blend: float = RenderConfig.blend
+    zoom: float = DreamSettings.zoom   # magnification per pass of the endless-zoom drift
     mirror: bool = True
     crossfade: bool = True
     scale: str = "fill"

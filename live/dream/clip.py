@@ -111,8 +111,8 @@ class ClipDreamer:
     crop. `blend` is the operator's blend (render.blend); the motion response's
     multiplier comes with each DreamFrame."""
 
-    def __init__(self, engine: DreamEngine, fps: float | Fraction, motion: MotionSettings = MotionSettings(),
-                 attract: AttractSettings = AttractSettings(), blend: float = 0.85, overlay: Overlay | None = None):
+    def __init__(self, engine: DreamEngine, fps: float | Fraction, motion: MotionSettings, attract: AttractSettings,
+                 blend: float, overlay: Overlay | None = None):
         self.engine = engine
         self.temporal = TemporalDream(engine, motion, attract)
         self.overlay = overlay or Overlay()

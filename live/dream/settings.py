@@ -30,6 +30,13 @@ def bounded(default: Any, lo: float | None = None, hi: float | None = None) -> A
     return field(default=default, metadata={"range": (lo, hi)})
 
 
+def like(cls: type, name: str) -> Any:
+    """A field with the same default and allowed values as `cls.name`: a preset's strength
+    is [dream] strength, declared once."""
+    f = {f.name: f for f in dataclasses.fields(cls)}[name]
+    return field(default=f.default, metadata=f.metadata)
+
+
 # -- the dream core's sections -------------------------------------------------------------
 
 @dataclass(frozen=True)

@@ -90,3 +90,21 @@ def test_bad_set_gives_one_clear_line(override, message):
 def test_missing_config_file_names_it(tmp_path):
     with pytest.raises(ConfigError, match="config file not found"):
         config.load(tmp_path / "nope.toml")
+
+
+def test_a_live_setting_is_declared_once_and_presets_and_the_state_follow_it():
+    """A preset's strength and blend, and the state's starting values, are [dream] and
+    [render]'s own: a new default or range written there reaches them all."""
+    from live.config import Preset, RenderConfig
+    from live.dream.settings import DreamSettings
+    from live.state import State, View
+    own = {f.name: f for f in dataclasses.fields(DreamSettings)}
+    own["blend"] = next(f for f in dataclasses.fields(RenderConfig) if f.name == "blend")
+    for f in dataclasses.fields(Preset):
+        if f.name != "name":
+            assert (f.default, f.metadata) == (own[f.name].default, own[f.name].metadata), f.name
+    state = {f.name: f.default for f in dataclasses.fields(State)}
+    assert all(state[k] == own[k].default for k in ("layer", "objective", "strength", "blend", "zoom"))
+    assert View().blend == own["blend"].default
+    with pytest.raises(ConfigError, match=r"'presets\[0\].strength' = 0.9 is out of range; allowed 0.0 to 0.5"):
+        config.from_dict({"presets": [{"strength": 0.9}]})
