@@ -31,6 +31,7 @@ from tqdm import tqdm
 import models
 from live.cli import Parser, UsageError, parse_size, run
 from live.dream import DreamEngine, DreamSettings
+from live.dream.backends import threads
 from live.dream.backends.onnx import cache_path, cpu_threads
 from live.dream.backends.validate import sample_photo
 from live.dream.prior import jitter_offsets, roll
@@ -149,6 +150,7 @@ def naive_step(backbone: models.Backbone, layer: str, rng: random.Random) -> Cal
     module = backbone.module(layer)
 
     def step(frame: np.ndarray) -> np.ndarray:
+        threads.use("torch")     # eager: all of PyTorch's threads, whatever ran before it
         x = torch.from_numpy(frame).to(backbone.device).permute(2, 0, 1)[None].float() / 255
         dy, dx = jitter_offsets(JITTER, rng)
         x = roll(x, dy, dx).detach().requires_grad_(True)

@@ -19,6 +19,7 @@ import torch
 from models import Backbone
 from . import backends, gpu, objectives as obj
 from .backends.auto import Meter, precision_for
+from .backends import threads
 from .backends.pool import Build, StepPool, build_step
 from .images import to_image, to_image_checked, to_tensor
 from .prior import jitter_offsets, roll
@@ -119,6 +120,7 @@ class DreamEngine:
             if self._pooled:
                 self._step = self._pool(key[:5])
             else:
+                threads.use(self.backend)      # before a compile starts: its graphs guard on the count
                 spec = backends.StepSpec(self.layer, self.objective, self.grad_norm, self.size)
                 self._step = backends.build(self.backend, self.backbone, self._torch_step, spec)
             self._key = key
@@ -282,6 +284,8 @@ class DreamEngine:
     def run_steps(self, x: torch.Tensor, n: int, strength: float | None = None) -> torch.Tensor:
         """n jittered gradient-ascent steps on a working tensor (jitter stays outside the step)."""
         step = self._ensure_step()
+        if not isinstance(step, StepPool):
+            threads.use(self.backend)          # the pool says which of its steps runs
         strength = self.strength if strength is None else strength
         jitter = min(self.jitter, min(x.shape[-2:]) // 4)
         for _ in range(n):

@@ -28,7 +28,7 @@ import torch
 
 from models import Backbone
 from ..step import DreamStep
-from . import Step, exported_module
+from . import Step, exported_module, threads
 from .auto import Decisions, Meter, Trial, candidates, decision_key
 from .trace import ExportError
 
@@ -287,6 +287,7 @@ class StepPool:
         if step is None:
             name, step = EAGER, self.eager
         self.last = name
+        threads.use(name)
         if trial is None:
             return step(x, strength)
         if trial.calls == 0:

@@ -1,0 +1,20 @@
+"""One runtime's threads on the cores at a time. While an exported step runs the dream
+(OpenVINO's TBB pool, ONNX Runtime's), PyTorch's OpenMP pool is cut to one thread: its
+idle workers otherwise spin-wait after each of the step's small tensor operations, on the
+very cores the runtime needs (2 cores, OpenVINO at 320x240, blocks of 20 steps interleaved
+in one process: 19.9 against 22.3 ms and 29.9 against 32.6 ms a step). Eager and compiled
+steps, and the benchmark's naive loop, get PyTorch's threads back; a compiled step's
+graphs guard on the count, so the engine sets it before a compile starts."""
+from __future__ import annotations
+
+import torch
+
+FULL = torch.get_num_threads()      # as the process started (torch's default: the usable cores)
+EXPORTED = ("openvino", "onnx")
+
+
+def use(backend: str) -> None:
+    """PyTorch's thread count for a step of `backend` about to run (changed only on a switch)."""
+    want = 1 if backend in EXPORTED else FULL
+    if torch.get_num_threads() != want:
+        torch.set_num_threads(want)
