@@ -18,6 +18,7 @@ from .config import Config, ConfigError, opening_hours
 from .dream import DreamEngine, objectives
 from .dream.temporal.coherent import TemporalDream
 from .dreamer import Dreamer, LiveSettings
+from .audio.follower import Follower
 from .audio.microphone import Microphone
 from .audio.rules import check_rules
 from .ndi import NdiOutput
@@ -72,6 +73,7 @@ class App:
         if cfg.audio.enabled:
             check_rules(cfg.audio.map)                 # a rule that drives nothing stops the start with one line
         self.microphone: Microphone | None = None    # live runs only (a clip recorded frame by frame hears its own)
+        self.follower: Follower | None = None
         self.schedule = Schedule(opening_hours(cfg.schedule))
         self.capture = Capture(self.plan, cfg.source.reconnect_seconds, asleep=lambda: self.state.asleep)
         d = cfg.dream
@@ -115,9 +117,7 @@ class App:
         self.remotes.start()
         for out in self.outputs:
             out.start()
-        self.microphone = Microphone.maybe(self.cfg.audio, self.commands)
-        if self.microphone is not None:
-            self.microphone.start()
+        self._follow_music()
         self.capture.start()
         self.dreamer.start()
         w = self.cfg.watchdog
@@ -129,12 +129,28 @@ class App:
             self.watchdog.start()
         self.notifier.ready()
 
+    def _follow_music(self) -> None:
+        """[audio] live: the microphone's features and, while one runs, the MIDI clock's beats."""
+        a = self.cfg.audio
+        if not a.enabled or a.source == "clip":
+            return
+        self.microphone = Microphone.maybe(a)
+        clock = self.remotes.midi.clock if self.remotes.midi is not None else None
+        if self.microphone is None and clock is None:
+            return
+        if self.microphone is not None:
+            self.microphone.start()
+        self.follower = Follower(a.map, self.commands, self.microphone.listener if self.microphone else None, clock)
+        self.follower.start()
+
     def stop(self) -> None:
         self.notifier.stopping()
         self.health.stop()
         self.remotes.stop()
         for out in self.outputs:
             out.stop()
+        if self.follower is not None:
+            self.follower.stop()
         if self.microphone is not None:
             self.microphone.stop()
         if self.watchdog is not None:

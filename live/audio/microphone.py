@@ -1,23 +1,16 @@
 """The live installation's ears: a sounddevice input stream (PortAudio: ALSA, JACK, Pulse)
-feeds a Listener from the audio thread; a thread of its own runs the [[audio.map]] rules on
-the newest features RATE times a second, through the commands. Optional: no sounddevice,
-no PortAudio or no input device is one log line, and the show goes on without it."""
+feeds a Listener from the audio thread (follower.py runs the rules on it). Optional: no
+sounddevice, no PortAudio or no input device is one log line, and the show goes on."""
 from __future__ import annotations
 
 import logging
-import threading
-import time
-from typing import Any, Callable
+from typing import Any
 
-from ..commands import Commands
 from ..config import AudioConfig
 from .features import AudioError
 from .listener import Listener
-from .rules import Reactor
 
 log = logging.getLogger(__name__)
-
-RATE = 50.0            # rule passes a second (a beat reaches the settings within 20 ms)
 
 
 class MicrophoneUnavailable(RuntimeError):
@@ -56,8 +49,7 @@ def pick_input(sd: Any, device: str) -> int:
 class Microphone:
     """`start()` / `stop()` from the app; `listener` for the health page and tests."""
 
-    def __init__(self, audio: AudioConfig, commands: Commands, clock: Callable[[], float] = time.monotonic):
-        self.reactor = Reactor(audio.map, commands)       # a bad rule stops the start with one line
+    def __init__(self, audio: AudioConfig):
         sd = _sounddevice()
         dev = pick_input(sd, audio.device)
         try:
@@ -70,17 +62,15 @@ class Microphone:
             raise
         except Exception as exc:  # noqa: BLE001 - PortAudio refusing the device, whatever the type
             raise MicrophoneUnavailable(f"audio input {dev} cannot be opened ({exc})") from None
-        self.name, self.clock = info["name"], clock
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.name = info["name"]
 
     @classmethod
-    def maybe(cls, audio: AudioConfig, commands: Commands) -> "Microphone | None":
+    def maybe(cls, audio: AudioConfig) -> "Microphone | None":
         """The microphone when [audio] asks for one and it can be heard; else None (one line)."""
         if not audio.enabled or audio.source == "clip":
             return None
         try:
-            return cls(audio, commands)
+            return cls(audio)
         except (MicrophoneUnavailable, AudioError) as exc:
             log.warning("audio: %s; carrying on without it", exc)
             return None
@@ -90,25 +80,12 @@ class Microphone:
 
     def start(self) -> None:
         self.stream.start()
-        self._thread = threading.Thread(target=self._run, name="audio", daemon=True)
-        self._thread.start()
-        log.info("audio: following '%s' at %d Hz", self.name, self.listener.sr)
+        log.info("audio: listening to '%s' at %d Hz", self.name, self.listener.sr)
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2.0)
         try:
             self.stream.stop()
             self.stream.close()
         except Exception as exc:  # noqa: BLE001 - closing a device that went away
             log.debug("audio: closing the input: %s", exc)
         log.info("audio: %d beats heard", self.listener.beats)
-
-    def _run(self) -> None:
-        while not self._stop.wait(1.0 / RATE):
-            try:
-                self.reactor.frame(self.listener.take(), self.clock())
-            except Exception as exc:  # noqa: BLE001 - the music must not end the show
-                log.error("audio: rules failed (%s); carrying on without them", exc)
-                return

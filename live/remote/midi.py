@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..commands import SCALABLE, TRIGGERS as ACTIONS, Commands, check_span
+from ..audio.clock import BeatClock
 from ..config import ConfigError, MidiConfig
 from ..dream.files import atomic
 
@@ -123,6 +124,7 @@ class MidiControl:
         self.mapping = load_mapping(self.path)
         self.port: Any = None
         self.handled = self.refused = self.dropped = 0
+        self.clock = BeatClock()
 
     # -- the port ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -164,6 +166,8 @@ class MidiControl:
                 self._control(msg.channel + 1, msg.control, msg.value)
             elif kind == "note_on" and msg.velocity > 0:
                 self._note(msg.channel + 1, msg.note)
+            elif kind in ("clock", "start", "continue", "stop"):
+                self.clock.message(kind)          # the tempo, for [audio] (live/audio/clock.py)
         except Exception:
             self.dropped += 1
             log.debug("MIDI message dropped: %r", msg, exc_info=True)

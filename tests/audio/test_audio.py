@@ -180,7 +180,7 @@ def test_no_microphone_is_one_line_and_the_show_goes_on(tmp_path, caplog):
     from live.__main__ import main as live
     from live.audio.microphone import Microphone
     cfg = config.from_dict({"audio": {"enabled": True, "device": "no such input"}})
-    assert Microphone.maybe(cfg.audio, commands()) is None
+    assert Microphone.maybe(cfg.audio) is None
     lines = [r for r in caplog.records if r.name.startswith("live.audio")]
     assert len(lines) == 1 and "carrying on without it" in lines[0].getMessage()
     out = tmp_path / "rec.mp4"
@@ -220,9 +220,12 @@ def test_the_microphone_hears_a_beat_and_the_dream_pumps_on_it(jack_input):
     """The live path for real: a JACK client plays hits every 0.5 s into the input the
     installation listens to; the listener hears each one and the blend pulses on it."""
     jack, name = jack_input
+    from live.audio.follower import Follower
     from live.audio.microphone import Microphone
     c = commands(0.5)
-    mic = Microphone(config.from_dict({"audio": {"enabled": True, "device": "system"}}).audio, c)
+    audio = config.from_dict({"audio": {"enabled": True, "device": "system"}}).audio
+    mic = Microphone(audio)
+    rules = Follower(audio.map, c, mic.listener, clock=None)
     player = jack.Client("player", servername=name)
     sr = player.samplerate
     y = beats(np.arange(20 * sr) / sr, [0.5 * k for k in range(1, 40)]).astype(np.float32)
@@ -236,6 +239,7 @@ def test_the_microphone_hears_a_beat_and_the_dream_pumps_on_it(jack_input):
         buf[:len(chunk)] = chunk
         pos[0] += frames
     mic.start()
+    rules.start()
     try:
         player.activate()
         for port in [p.name for p in player.get_ports(is_input=True, is_audio=True) if not p.name.startswith("system")]:
@@ -247,8 +251,37 @@ def test_the_microphone_hears_a_beat_and_the_dream_pumps_on_it(jack_input):
             blends.append(c.values()["blend"])
             time.sleep(0.01)
     finally:
+        rules.stop()
         mic.stop()
         player.deactivate()
         player.close()
     assert 6 <= mic.listener.beats <= 9, mic.listener.beats     # 8 hits in 4 s (the first half second judged)
     assert max(blends) > 0.9 and min(blends[len(blends) // 4:]) < 0.7   # up on each beat, back between
+
+
+def test_a_midi_clock_gives_the_beat_and_its_tempo(tmp_path):
+    """A mixer's MIDI clock (real mido messages through the MIDI handler): a beat on the first
+    of every 24 pulses from Start, the tempo from their spacing; while it runs its beat
+    replaces the one the microphone hears, and when it stops the heard one is back."""
+    import mido
+    from live.audio.follower import Follower
+    from live.audio.listener import Listener
+    from live.remote.midi import MidiControl
+    c = commands(0.5)
+    midi = MidiControl(config.from_dict({}).midi, c, mapping_path=tmp_path / "midi.toml")
+    t = [0.0]
+    midi.clock.now = lambda: t[0]
+    follower = Follower((AudioRule(setting="blend", amount=1.0, seconds=0.1),), c, Listener(), midi.clock,
+                        now=lambda: t[0])
+    midi.handle(mido.Message("start"))
+    beats = []
+    for k in range(24 * 4):                    # four quarter notes at 125 bpm: a pulse every 20 ms
+        midi.handle(mido.Message("clock"))
+        beats.append(follower.features()["beat"])
+        follower.step()
+        t[0] += 0.02
+    assert [k for k, b in enumerate(beats) if b] == [0, 24, 48, 72]
+    assert midi.clock.bpm == pytest.approx(125.0)
+    midi.handle(mido.Message("stop"))
+    assert not midi.clock.running() and follower.features()["beat"] == 0.0
+    assert c.values()["blend"] < 0.6                    # fell back after the last beat
