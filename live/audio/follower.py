@@ -8,7 +8,6 @@ import threading
 import time
 from typing import Callable
 
-from .. import audio
 from ..commands import Commands
 from ..config import AudioRule
 from .clock import BeatClock
@@ -29,7 +28,9 @@ class Follower:
         self._thread: threading.Thread | None = None
 
     def features(self) -> dict[str, float]:
-        f = self.ear.take() if self.ear is not None else dict.fromkeys(audio.FEATURES, 0.0)
+        """What there is to follow now: the heard features, the clock's beat while it runs
+        (without a microphone, only that: a level rule then leaves its setting alone)."""
+        f = self.ear.take() if self.ear is not None else {}
         if self.clock is not None and self.clock.running():
             f["beat"] = self.clock.take()
         return f

@@ -61,7 +61,9 @@ class Reactor:
         """Apply one frame; returns the settings sent (for plots and tests)."""
         changes, actions = {}, []
         for i, rule in enumerate(self.rules):
-            x = features[rule.feature]
+            x = features.get(rule.feature, 0.0 if rule.feature == "beat" else None)
+            if x is None:
+                continue            # nothing hears that here (a MIDI clock alone has beats only)
             if rule.action:
                 if self._rose(i, x) and self._count(i) % rule.every == 0:
                     actions.append(rule.action)

@@ -285,3 +285,17 @@ def test_a_midi_clock_gives_the_beat_and_its_tempo(tmp_path):
     midi.handle(mido.Message("stop"))
     assert not midi.clock.running() and follower.features()["beat"] == 0.0
     assert c.values()["blend"] < 0.6                    # fell back after the last beat
+
+
+def test_with_a_midi_clock_and_no_microphone_only_beats_drive_anything():
+    from live.audio.clock import BeatClock
+    from live.audio.follower import Follower
+    c = commands(0.5)
+    clock = BeatClock(now=lambda: 0.0)
+    follower = Follower((AudioRule(feature="level", setting="strength", lo=0.001, hi=0.002),
+                         AudioRule(setting="blend")), c, ear=None, clock=clock, now=lambda: 0.0)
+    before = c.values()["strength"]
+    clock.message("start")
+    clock.message("clock")
+    assert follower.step() == {"blend": pytest.approx(1.0)}      # the beat's pulse, and nothing for the level
+    assert c.values()["strength"] == before and follower.features() == {"beat": 0.0}
