@@ -11,8 +11,6 @@ import numpy as np
 
 from .video_out import FrameOutput, OutputUnavailable, Sink
 
-NdiUnavailable = OutputUnavailable
-
 
 class _NdiSink(Sink):
     def __init__(self, name: str, w: int, h: int, fps: float):
@@ -47,7 +45,7 @@ class NdiOutput(FrameOutput):
         try:
             import cyndilib  # noqa: F401  (the NDI runtime comes with it)
         except ImportError as exc:
-            raise NdiUnavailable(f"NDI output needs cyndilib ({exc}); pip install cyndilib") from None
+            raise OutputUnavailable(f"NDI output needs cyndilib ({exc}); pip install cyndilib") from None
         super().__init__(name, fps)
 
     def open(self, w: int, h: int) -> Sink:

@@ -1,7 +1,7 @@
 """What every video out shares (NDI, a virtual camera): the window loop and the headless
-recorder offer every frame they make; a thread of its own sends the newest one, at most
-`fps` a second, so the display never waits for a receiver. While nobody watches (a sink
-can tell) nothing is copied or sent. The size is the first frame's; a frame of another
+recorder offer every frame they make (copied at most `fps` a second); a thread of its own
+sends the newest one, at most `fps` a second, so the display never waits for a receiver.
+While nobody watches (a sink can tell) nothing is copied or sent. The size is the first frame's; a frame of another
 size (a window resized) is scaled to it. A sink that fails ends its output with one log
 line, never the show."""
 from __future__ import annotations
@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 from contextlib import AbstractContextManager
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -18,6 +19,8 @@ import pygame
 from .capture import Slot
 
 log = logging.getLogger(__name__)
+
+OFFER_EARLY = 0.9      # an offer is taken this share of a send period after the last one
 
 
 class OutputUnavailable(RuntimeError):
@@ -40,8 +43,9 @@ class FrameOutput:
     pixel = "BGRA"
     kind = "video out"
 
-    def __init__(self, name: str, fps: float):
-        self.name, self.fps = name, fps
+    def __init__(self, name: str, fps: float, now: Callable[[], float] = time.monotonic):
+        self.name, self.fps, self.now = name, fps, now
+        self._next_offer = 0.0
         self.slot: Slot[np.ndarray] = Slot()     # newest frame, in `pixel` layout
         self.size: tuple[int, int] | None = None
         self.sent = 0
@@ -63,15 +67,27 @@ class FrameOutput:
     def open(self, w: int, h: int) -> Sink:
         raise NotImplementedError
 
-    def offer_surface(self, surface: pygame.Surface) -> None:
+    def _wanted(self) -> bool:
+        """Copy a frame only while somebody watches and at most `fps` a second: the window
+        draws 60 a second, an output sends 30, and each copy is the whole screen. Taken a
+        little early, so the sender never finds only a frame a period old."""
         if not self.watched and self.size is not None:
+            return False
+        t = self.now()
+        if t < self._next_offer:
+            return False
+        self._next_offer = t + OFFER_EARLY / self.fps
+        return True
+
+    def offer_surface(self, surface: pygame.Surface) -> None:
+        if not self._wanted():
             return
         w, h = surface.get_size()   # read-only bytes: the sender thread makes a writable copy if needed
         data = np.frombuffer(pygame.image.tobytes(surface, self.pixel), np.uint8)
         self.slot.put(data.reshape(h, w, len(self.pixel)))
 
     def offer_rgb(self, rgb: np.ndarray) -> None:
-        if not self.watched and self.size is not None:
+        if not self._wanted():
             return
         self.slot.put(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGRA) if self.pixel == "BGRA" else rgb)
 

@@ -149,3 +149,21 @@ def test_ndi_probe_counts_every_frame_a_source_sends(loopback_ndi, tmp_path):
     assert r["ndi"]["video"]["frames_dropped"] == 0
     none = probe(["--name", "nobody-sends-this", "--seconds", "1", "--wait", "1"])
     assert none.returncode == 2 and none.stderr.count("\n") == 1 and "no NDI source" in none.stderr
+
+
+def test_an_output_copies_at_most_its_rate_of_the_frames_offered():
+    """The window offers 60 screens a second; an output sending 20 copies every third (each
+    copy is the whole screen, on the display thread), and none while nobody watches."""
+    from live.video_out import FrameOutput
+    t = [0.0]
+    out = FrameOutput("x", fps=20.0, now=lambda: t[0])
+    frame = np.zeros((H, W, 3), np.uint8)
+    for _ in range(60):
+        out.offer_rgb(frame)
+        t[0] += 1 / 60
+    assert out.slot.latest()[0] == 20
+    out.size, out.watched = (W, H), False
+    for _ in range(60):
+        out.offer_rgb(frame)
+        t[0] += 1 / 60
+    assert out.slot.latest()[0] == 20
