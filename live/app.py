@@ -47,7 +47,7 @@ def check_presets(cfg: Config, backbone: models.Backbone) -> None:
         (f"presets[{i}] ('{p.name}'): objective", p.objective, p.layer) for i, p in enumerate(cfg.presets)]
     for where, objective, layer in checks:
         try:
-            objectives.parse(objective, layer, backbone.layers, backbone.class_index, backbone.channels)
+            objectives.for_backbone(objective, layer, backbone)
         except (objectives.ObjectiveError, models.ModelError) as exc:
             raise ConfigError(f"{where} '{objective}': {exc}") from None
 
@@ -108,8 +108,7 @@ class App:
 
     def check_objective(self, objective: str, layer: str) -> None:
         """Refuse (raise) an objective the layer cannot dream, before it reaches the dreamer."""
-        b = self.backbone
-        objectives.parse(objective, layer, b.layers, b.class_index, b.channels)
+        objectives.for_backbone(objective, layer, self.backbone)
 
     def start(self) -> None:
         self.tick_schedule()   # closed at start: not one frame read nor one step dreamed

@@ -16,6 +16,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+from models import ModelError, check_layer
+
 from .config import ConfigError, RenderConfig
 from .dream.settings import DreamSettings, SettingsError, check
 from .state import State
@@ -233,8 +235,11 @@ class Commands:
                 value = check(cls, fname, value)
             except SettingsError as exc:
                 raise CommandError(str(exc)) from None
-        elif cmd.name == "layer" and value not in s.layers:
-            raise CommandError(f"'layer' = '{value}' does not exist; valid layers: {', '.join(s.layers)}")
+        elif cmd.name == "layer":
+            try:
+                check_layer(value, s.layers)
+            except ModelError as exc:
+                raise CommandError(f"'layer': {exc}") from None
         elif cmd.name == "preset" and not 1 <= value <= len(s.presets):
             raise CommandError(f"'preset' = {value} is out of range; allowed 1 to {len(s.presets)}"
                                if s.presets else "there are no presets in the config")

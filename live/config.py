@@ -274,9 +274,10 @@ def _check_cross(cfg: Config) -> None:
         raise ConfigError(f"'dream.model': {exc}") from None
     for key, layer in [("dream.layer", cfg.dream.layer)] + [
             (f"presets[{i}].layer", p.layer) for i, p in enumerate(cfg.presets)]:
-        if layer not in layers:
-            raise ConfigError(f"'{key}' = '{layer}' does not exist in {cfg.dream.model}; "
-                              f"valid layers: {', '.join(layers)}")
+        try:
+            models.check_layer(layer, layers, cfg.dream.model)
+        except models.ModelError as exc:
+            raise ConfigError(f"'{key}': {exc}") from None
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

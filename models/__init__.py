@@ -54,9 +54,7 @@ class Backbone:
         return self.net.get_submodule(layer)
 
     def check_layer(self, layer: str) -> None:
-        if layer not in self.layers:
-            raise ModelError(f"layer '{layer}' does not exist in {self.name}; "
-                             f"valid layers: {', '.join(self.layers)}")
+        check_layer(layer, self.layers, self.name)
 
     def channels(self, layer: str) -> int:
         """Feature maps of a dreamable layer (measured once by a small forward pass), so
@@ -169,6 +167,12 @@ def layers_of(name: str) -> tuple[str, ...]:
     if name not in _REGISTRY:
         raise ModelError(f"model '{name}' is unknown; known models: {', '.join(_REGISTRY)}")
     return _REGISTRY[name].layers
+
+
+def check_layer(layer: str, layers: tuple[str, ...], model: str = "the model") -> None:
+    """The one wording of an unknown layer, wherever it is typed (config, remotes, objectives)."""
+    if layer not in layers:
+        raise ModelError(f"layer '{layer}' does not exist in {model}; valid layers: {', '.join(layers)}")
 
 
 def available() -> tuple[str, ...]:

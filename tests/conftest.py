@@ -336,9 +336,7 @@ def objective_check(backbone):
     """The app's check of an objective at a layer (Commands' check_objective), on the real network."""
     from live.dream import objectives
 
-    def check(objective: str, layer: str) -> None:
-        objectives.parse(objective, layer, backbone.layers, backbone.class_index, backbone.channels)
-    return check
+    return lambda objective, layer: objectives.for_backbone(objective, layer, backbone)
 
 
 # -- remotes: real clients over loopback ------------------------------------------------------

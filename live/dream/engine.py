@@ -92,12 +92,10 @@ class DreamEngine:
         if unknown:
             raise TypeError(f"unknown engine settings: {', '.join(sorted(unknown))}")
         changes = {k: check(DreamSettings, k, v, "dream") for k, v in changes.items()}
-        if "layer" in changes:
-            self.backbone.check_layer(changes["layer"])
         if changes.get("precision") == "fp16" and self.device.type != "cuda":
             raise ValueError("precision fp16 needs CUDA; on CPU use fp32 or bf16")
-        if "objective" in changes or "layer" in changes:  # parse now: a bad objective fails here
-            self._parse(changes.get("objective", self.objective), changes.get("layer", self.layer))
+        if "objective" in changes or "layer" in changes:  # parse now: a bad layer or objective fails here
+            obj.for_backbone(changes.get("objective", self.objective), changes.get("layer", self.layer), self.backbone)
         if changes.get("size", self.size) != self.size:
             self.residual = None
         for k, v in changes.items():
@@ -105,15 +103,11 @@ class DreamEngine:
         if self.precision == "auto":
             self.precision = precision_for(self.device)  # measured once: fp32 on CPU, fp16 on CUDA
 
-    def _parse(self, spec: str, layer: str) -> obj.Objective:
-        bb = self.backbone
-        return obj.parse(spec, layer, bb.layers, bb.class_index, bb.channels)
-
     def _ensure_step(self) -> backends.Step:
         key = (self.layer, self.objective, self.precision, self.backend, self.grad_norm)
         if key != self._key:
             self._close_tap()
-            objective = self._parse(self.objective, self.layer)
+            objective = obj.for_backbone(self.objective, self.layer, self.backbone)
             self._tap = LayerTap(self.backbone, objective.layers)
             self._finalizer = weakref.finalize(self, self._tap.close)  # no stray hooks
             self._torch_step = DreamStep(self._tap, objective, self.grad_norm, _DTYPES[self.precision])

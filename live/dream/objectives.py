@@ -9,6 +9,8 @@ from typing import Callable, Mapping
 
 import torch
 
+from models import Backbone, check_layer
+
 LOGITS = "logits"  # pseudo-layer: the network's output, needs the full forward pass
 MAX_WEIGHT = 1000.0  # |weight| beyond this only blows the step up (the gradient is normalised anyway)
 
@@ -90,6 +92,13 @@ def parse(spec: str, layer: str, layers: tuple[str, ...], class_index: Callable[
     return total
 
 
+def for_backbone(spec: str, layer: str, backbone: Backbone) -> Objective:
+    """The one check of a layer and an objective (config, presets, remotes, engine, tools):
+    the layer must exist and the objective name the backbone's layers, classes and channels."""
+    backbone.check_layer(layer)
+    return parse(spec, layer, backbone.layers, backbone.class_index, backbone.channels)
+
+
 def _parse_one(part: str, layer: str, layers: tuple[str, ...], class_index: Callable[[str], int],
                channels: Callable[[str], int] | None) -> Objective:
     weight, star, rest = part.partition("*")
@@ -104,11 +113,11 @@ def _parse_one(part: str, layer: str, layers: tuple[str, ...], class_index: Call
         idx = class_index(tail.strip())
         return class_logit(idx, tail.strip())
     if head == "amplify" and tail:
-        _check_layer(tail.strip(), layers)
+        check_layer(tail.strip(), layers)
         return amplify(tail.strip())
     if tail and (head == "channel" or head in layers):
         target = layer if head == "channel" else head
-        _check_layer(target, layers)
+        check_layer(target, layers)
         try:
             n = int(tail)
         except ValueError:
@@ -136,8 +145,3 @@ def parse_weight(text: str, where: str) -> float:
         raise ObjectiveError(f"weight '{text.strip()}' {where} must be a finite number between "
                              f"-{MAX_WEIGHT:g} and {MAX_WEIGHT:g}")
     return k
-
-
-def _check_layer(name: str, layers: tuple[str, ...]) -> None:
-    if name not in layers:
-        raise ObjectiveError(f"layer '{name}' does not exist; valid layers: {', '.join(layers)}")

@@ -136,6 +136,5 @@ def loss_scale(acts: dict[str, torch.Tensor], dtype: torch.dtype | None) -> floa
 def make_step(backbone: Backbone, layer: str, objective: str = "amplify", grad_norm: str = "mean",
               autocast_dtype: torch.dtype | None = None) -> DreamStep:
     """A DreamStep on hooks of its own (for tools and tests; close it with `step.close()`)."""
-    backbone.check_layer(layer)
-    parsed = obj.parse(objective, layer, backbone.layers, backbone.class_index, backbone.channels)
+    parsed = obj.for_backbone(objective, layer, backbone)
     return DreamStep(LayerTap(backbone, parsed.layers), parsed, grad_norm, autocast_dtype)

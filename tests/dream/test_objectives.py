@@ -39,3 +39,31 @@ def test_objectives_compute_and_compose():
 def test_bad_objectives(spec, message):
     with pytest.raises(obj.ObjectiveError, match=message):
         parse(spec)
+
+
+@pytest.mark.parametrize("layer,spec,message", [
+    ("blocks.99", "amplify", "layer 'blocks.99' does not exist in"),
+    ("blocks.10", "channel:9999", r"channel 9999 does not exist in blocks.10 \(valid: 0\.\.\d+\)"),
+    ("blocks.10", "class:no-such-thing", "no-such-thing"),
+    ("blocks.10", "stem:3 + wobble", "not understood")])
+def test_one_check_refuses_alike_at_start_in_the_engine_and_from_a_remote(backbone, layer, spec, message):
+    """The config at start, the engine and the command layer run the same check: same words."""
+    from live.app import check_presets
+    from live.commands import CommandError, Commands
+    from live.config import ConfigError
+    from live.dream import DreamEngine
+    from live.state import State
+    from conftest import objective_check, small_config
+    with pytest.raises(ValueError, match=message):
+        obj.for_backbone(spec, layer, backbone)
+    with pytest.raises(ConfigError, match=message):
+        check_presets(small_config(f"dream.layer={layer}", f"dream.objective={spec}"), backbone)
+    eng = DreamEngine(backbone, "blocks.10", size=(64, 48))
+    try:
+        with pytest.raises(ValueError, match=message):
+            eng.configure(layer=layer, objective=spec)
+    finally:
+        eng.close()
+    commands = Commands(State.from_config(small_config()), objective_check(backbone))
+    with pytest.raises(CommandError, match=message):
+        commands.set_many({"layer": layer, "objective": spec})

@@ -63,8 +63,8 @@ CASES = [
     ("source-directory", [*HEADLESS, "--source", "{tmp}/adir"], "source '{tmp}/adir' is a directory"),
     ("source-directory-png", [*HEADLESS, "--source", "{tmp}/adir.png"], "source '{tmp}/adir.png' is a directory"),
     # layers
-    ("layer", [*HEADLESS, "--set", "dream.layer=blocks.99"], "'dream.layer' = 'blocks.99' does not exist"),
-    ("preset-layer", [*HEADLESS, "--config", "{tmp}/preset_layer.toml"], "'presets[0].layer' = 'nope'"),
+    ("layer", [*HEADLESS, "--set", "dream.layer=blocks.99"], "'dream.layer': layer 'blocks.99' does not exist in efficientnet_lite0"),
+    ("preset-layer", [*HEADLESS, "--config", "{tmp}/preset_layer.toml"], "'presets[0].layer': layer 'nope' does not exist"),
     # objectives and classes
     ("class", [*HEADLESS, "--set", "dream.objective=class:unicorn"], "'unicorn' is not an ImageNet class"),
     ("channel", [*HEADLESS, "--set", "dream.objective=channel:100000"], "channel 100000 does not exist"),

@@ -33,7 +33,7 @@ def test_config_is_frozen():
 
 
 BAD = [
-    ("[dream]\nlayer = 'blocks.99'\n", r"'dream.layer' = 'blocks.99' does not exist .* valid layers: stem"),
+    ("[dream]\nlayer = 'blocks.99'\n", r"'dream.layer': layer 'blocks.99' does not exist in efficientnet_lite0; valid layers: stem"),
     ("[dream]\nmodel = 'alexnet'\n", r"'dream.model'.*known models"),
     ("[dream]\nsize = [10, 10]\n", r"'dream.size'.*out of range"),
     ("[dream]\nsize = [320]\n", r"'dream.size' must be \[an integer, an integer\]"),
@@ -49,7 +49,7 @@ BAD = [
     ("[kiosk]\npreset_seconds = 0\n", r"'kiosk.preset_seconds' = 0.0 is out of range"),
     ("[camera]\nindex = 0\n", r"unknown section \[camera\]; valid sections"),
     ("dream = 3\n", r"\[dream\] must be a table"),
-    ("[[presets]]\nname = 'x'\nlayer = 'nope'\n", r"'presets\[0\].layer' = 'nope' does not exist"),
+    ("[[presets]]\nname = 'x'\nlayer = 'nope'\n", r"'presets\[0\].layer': layer 'nope' does not exist"),
     ("[[presets]]\nname = 'x'\nblend = 3\n", r"'presets\[0\].blend' = 3.0 is out of range"),
     ("[[presets]]\nnam = 'x'\n", r"unknown key 'presets\[0\].nam'"),
     ("[dream\nlayer = 1\n", r"not valid TOML"),
