@@ -42,6 +42,10 @@ class Check:
     result: str
     note: str = ""
 
+    @property
+    def status(self) -> str:
+        return "FAILED" if not self.ok else "skipped" if self.result == "skipped" else "ok"
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="python -m tools.gpucheck", description=__doc__,
@@ -93,6 +97,10 @@ def backend_checks(cuda: models.Backbone) -> list[Check]:
     checks = []
     for backend, precision in BACKENDS:
         name = f"{backend} {precision} on CUDA vs CPU fp32"
+        if backend == "onnx" and not ort_cuda():
+            checks.append(Check(name, True, "skipped", "this onnxruntime has no CUDA provider: "
+                                "pip install onnxruntime-gpu (as pyproject does)"))
+            continue
         eng = DreamEngine(cuda, LAYER, size=SIZE, backend=backend, precision=precision, grad_norm="laplacian")
         try:
             if not eng.wait_ready(timeout=900):
@@ -109,6 +117,11 @@ def backend_checks(cuda: models.Backbone) -> list[Check]:
         finally:
             eng.close()
     return checks
+
+
+def ort_cuda() -> bool:
+    import onnxruntime
+    return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
 
 
 def bench(out: Path) -> list[Check]:
@@ -149,7 +162,7 @@ def live(out: Path, seconds: float) -> Check:
 def table(checks: list[Check]) -> str:
     """The checks as one Markdown table (printed, and pasted into docs/gpu.md when run)."""
     lines = ["| check | result | status | note |", "|---|---|---|---|"]
-    lines += [f"| {c.name} | {c.result} | {'ok' if c.ok else 'FAILED'} | {c.note} |" for c in checks]
+    lines += [f"| {c.name} | {c.result} | {c.status} | {c.note} |" for c in checks]
     return "\n".join(lines)
 
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import torch
 
@@ -30,6 +31,20 @@ Size = tuple[int, int]
 def compile_mode(device: torch.device) -> str | None:
     """CUDA graphs on CUDA; inductor's default elsewhere."""
     return "reduce-overhead" if device.type == "cuda" else None
+
+
+@contextmanager
+def no_cudnn_search() -> Iterator[None]:
+    """cuDNN's benchmark mode off while a CUDA graph may be recorded. Its search for the
+    fastest algorithm keys on the tensors' alignment, so inside the graph's memory pool it
+    searches again, which a capture forbids: on an H200 the recording failed ('FIND was
+    unable to find an engine') and left the CUDA generator unusable for the process."""
+    old = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = old
 
 
 class CompiledStep:
@@ -89,7 +104,8 @@ class CompiledStep:
                 return fn(x.contiguous(), self._strength)  # one layout: no recompiles on strides
             # A CUDA graph's output lives in memory the next replay overwrites: a copy of it goes on.
             torch.compiler.cudagraph_mark_step_begin()
-            return fn(x.contiguous(), self._strength).clone()
+            with no_cudnn_search():
+                return fn(x.contiguous(), self._strength).clone()
 
     def __call__(self, x: torch.Tensor, strength: torch.Tensor | float) -> torch.Tensor:
         fn = self._fn
