@@ -19,7 +19,6 @@ import torch
 from models import Backbone
 from . import backends, gpu, objectives as obj
 from .backends.auto import Meter, precision_for
-from .backends import threads
 from .backends.pool import Build, StepPool, build_step
 from .images import to_image, to_image_checked, to_tensor
 from .prior import jitter_offsets, roll
@@ -69,7 +68,7 @@ class DreamEngine:
         self._rng = random.Random(seed)
         self._tap: LayerTap | None = None
         self._torch_step: DreamStep | None = None
-        self._step: backends.Step | None = None
+        self._step: backends.Steps | None = None
         self._key: tuple | None = None
         self._pools: OrderedDict[tuple, StepPool] = OrderedDict()
         self._pool_options = {"background": background, "build": build, "meter": meter}
@@ -103,7 +102,7 @@ class DreamEngine:
         if self.precision == "auto":
             self.precision = precision_for(self.device)  # measured once: fp32 on CPU, fp16 on CUDA
 
-    def _ensure_step(self) -> backends.Step:
+    def _ensure_step(self) -> backends.Steps:
         key = (self.layer, self.objective, self.precision, self.backend, self.grad_norm)
         if key != self._key:
             self._close_tap()
@@ -111,24 +110,17 @@ class DreamEngine:
             self._tap = LayerTap(self.backbone, objective.layers)
             self._finalizer = weakref.finalize(self, self._tap.close)  # no stray hooks
             self._torch_step = DreamStep(self._tap, objective, self.grad_norm, _DTYPES[self.precision])
-            if self._pooled:
-                self._step = self._pool(key[:5])
-            else:
-                threads.use(self.backend)      # before a compile starts: its graphs guard on the count
-                spec = backends.StepSpec(self.layer, self.objective, self.grad_norm, self.size)
-                self._step = backends.build(self.backend, self.backbone, self._torch_step, spec)
+            spec = backends.StepSpec(self.layer, self.objective, self.grad_norm, self.size)
+            for other in self._pools.values():
+                other.pause()
+            self._step = backends.steps_for(self.backend, self.backbone, self._torch_step, spec,
+                                            pool=lambda: self._pool(key))
             self._key = key
         return self._step
 
-    @property
-    def _pooled(self) -> bool:
-        return self.backend == "auto" or self.backend in backends.EXPORTED
-
     def _pool(self, key: tuple) -> StepPool:
         """The pool of built steps for these settings (kept for a few settings, so going
-        back to a layer is instant); the others stop building."""
-        for other in self._pools.values():
-            other.pause()
+        back to a layer is instant)."""
         pool = self._pools.pop(key, None) or StepPool(self.backbone, self.layer, self.objective, self.grad_norm,
                                                       self.precision, self.backend, **self._pool_options)
         self._pools[key] = pool
@@ -141,50 +133,32 @@ class DreamEngine:
         """Have the steps for these working sizes built ahead (the adaptive ladder), so a
         size change finds its step ready."""
         step = self._ensure_step()
-        if isinstance(step, StepPool):
-            for size in sizes:
-                step.want(tuple(size))
+        for size in sizes:
+            step.want(tuple(size))
 
     def ready(self, size: tuple[int, int] | None = None) -> bool:
         """Is the step for `size` (default: the current size) in its final form, so its
         speed is the real one? False while an export or compile is still under way."""
-        step = self._ensure_step()
-        size = tuple(size or self.size)
-        if hasattr(step, "ready"):  # StepPool, CompiledSteps: per size
-            return step.ready(size)
-        return True
+        return self._ensure_step().ready(tuple(size or self.size))
 
     def settled(self) -> bool:
         """Ready, and not in the middle of auto's trial: the speed measured now is the speed
         this size will dream at (what adaptive quality may judge it by)."""
-        step = self._ensure_step()
-        if isinstance(step, StepPool):
-            return step.decided(tuple(self.size))
-        return self.ready()
+        return self._ensure_step().decided(tuple(self.size))
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         """Block until the current size's step is built (tools and tests, never the live dream)."""
-        step = self._ensure_step()
-        if hasattr(step, "wait"):  # StepPool, CompiledSteps
-            step.wait(tuple(self.size), timeout)
+        self._ensure_step().wait(tuple(self.size), timeout)
         return self.ready()
 
     def current_step(self) -> backends.Step:
         """The step object that runs at the current size (tools: where it runs)."""
-        step = self._ensure_step()
-        if isinstance(step, StepPool):
-            return step.current(tuple(self.size)) or self._torch_step
-        return step
+        return self._ensure_step().current(tuple(self.size)) or self._torch_step
 
     @property
     def running(self) -> str:
         """The backend that ran the last step (auto: what it picked; while an export builds: torch)."""
-        step = self._step
-        if isinstance(step, StepPool):
-            return step.last
-        if self.backend == "compile" and step is not None and not step.compiled_at(tuple(self.size)):
-            return "torch"
-        return self.backend
+        return self._step.running(tuple(self.size)) if self._step is not None else backends.EAGER
 
     def _close_tap(self) -> None:
         if self._tap is not None:
@@ -278,8 +252,6 @@ class DreamEngine:
     def run_steps(self, x: torch.Tensor, n: int, strength: float | None = None) -> torch.Tensor:
         """n jittered gradient-ascent steps on a working tensor (jitter stays outside the step)."""
         step = self._ensure_step()
-        if not isinstance(step, StepPool):
-            threads.use(self.backend)          # the pool says which of its steps runs
         strength = self.strength if strength is None else strength
         jitter = min(self.jitter, min(x.shape[-2:]) // 4)
         for _ in range(n):
@@ -293,18 +265,12 @@ class DreamEngine:
         x = img if isinstance(img, torch.Tensor) else to_tensor(img, self.device, self.size)
         return self._torch_step.value(x)
 
-    def _precision_of(self, running: str) -> str:
-        """Eager and compiled steps run the precision asked for, ONNX Runtime its fp16
-        graph for fp16; the other exported steps are fp32."""
-        keeps = running in ("torch", "compile") or (running == "onnx" and self.precision == "fp16")
-        return self.precision if keeps else "fp32"
-
     @property
     def info(self) -> dict:
         """What the HUD shows."""
-        running = self.running
-        building = self._step.building() if isinstance(self._step, StepPool) else []
+        running, steps = self.running, self._step   # read, never built here (the HUD asks from its own thread)
+        building = steps.building() if steps else []
         return {"layer": self.layer, "objective": self.objective, "backend": running,
                 "setting": self.backend, "building": ", ".join(f"{w}x{h}" for w, h in building),
-                "device": self.device.type, "precision": self._precision_of(running),
-                "size": f"{self.size[0]}x{self.size[1]}", "ms": self.last_ms}
+                "device": self.device.type, "size": f"{self.size[0]}x{self.size[1]}", "ms": self.last_ms,
+                "precision": steps.precision_of(running, self.precision) if steps else self.precision}

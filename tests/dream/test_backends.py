@@ -8,7 +8,7 @@ import torch
 
 from conftest import ONNX_NORM, ONNX_SIZE as SIZE
 from live.dream import DreamEngine
-from live.dream.backends import BACKENDS
+from live.dream.backends import BACKENDS, Steps
 from live.dream.backends import onnx as ob
 from live.dream.backends.compiled import CompiledStep
 from live.dream.step import make_step
@@ -31,6 +31,7 @@ def test_backend_raises_the_objective(backbone, photo, onnx_cache, backend, prec
         before, after = dreams(eng, photo)
         assert after > 2 * before, (backend, precision, before, after)
         assert eng.info["backend"] == backend
+        assert isinstance(eng._step, Steps)   # the engine asks every backend the same questions
     finally:
         eng.close()
 

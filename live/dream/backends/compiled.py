@@ -22,6 +22,7 @@ import torch
 
 from models import Backbone
 from ..step import DreamStep
+from . import EAGER, threads
 from .trace import trace_step
 
 log = logging.getLogger(__name__)
@@ -115,8 +116,8 @@ class CompiledStep:
 
 
 class CompiledSteps:
-    """The compile backend: a CompiledStep per working size, made when a size is first
-    dreamed (or wanted) and kept, so no size is ever compiled twice."""
+    """The compile backend's `Steps`: a CompiledStep per working size, made when a size is
+    first dreamed and kept, so no size is ever compiled twice."""
 
     def __init__(self, backbone: Backbone, eager: DreamStep, background: bool = True):
         self.backbone = backbone
@@ -124,11 +125,16 @@ class CompiledSteps:
         self.background = background
         self.steps: dict[Size, CompiledStep] = {}
 
-    def want(self, size: Size) -> CompiledStep:
+    def at(self, size: Size) -> CompiledStep:
+        """The size's compiled step, its compiling started if it was not."""
         size = (int(size[0]), int(size[1]))
         if size not in self.steps:
             self.steps[size] = CompiledStep(self.backbone, self.eager, size, self.background)
         return self.steps[size]
+
+    def want(self, size: Size) -> None:
+        """Nothing ahead: tracing needs the dream thread's hooks, so a size is compiled when
+        first dreamed, the eager step standing in meanwhile."""
 
     def compiled_at(self, size: Size) -> bool:
         step = self.steps.get(tuple(size))
@@ -136,14 +142,34 @@ class CompiledSteps:
 
     def ready(self, size: Size) -> bool:
         """Nothing to wait for at `size`: compiled, failed (the eager step stands in for
-        good), or not started. A size is compiled when first dreamed (tracing needs the
-        dream thread's hooks, so sizes are not compiled ahead), the eager step standing in
-        meanwhile: adaptive quality may move there, and judges its speed once compiled."""
+        good), or not started (adaptive quality may move there, and judges its speed once
+        compiled)."""
         step = self.steps.get(tuple(size))
         return step is None or step.compiled or step.error is not None
 
+    decided = ready
+
     def wait(self, size: Size, timeout: float | None = None) -> bool:
-        return self.want(size).wait(timeout)
+        return self.at(size).wait(timeout)
+
+    def current(self, size: Size) -> "CompiledSteps":
+        return self   # callable at every size: the compiled step where it is ready, else the eager one
+
+    def running(self, size: Size) -> str:
+        return "compile" if self.compiled_at(size) else EAGER
+
+    def precision_of(self, name: str, asked: str) -> str:
+        return asked   # the step's own precision is traced into the compiled graph
+
+    def building(self) -> list[Size]:
+        return [size for size in self.steps if not self.ready(size)]
+
+    def pause(self) -> None:
+        pass           # a compile under way finishes: going back to the layer finds it ready
+
+    def close(self) -> None:
+        pass
 
     def __call__(self, x: torch.Tensor, strength: torch.Tensor | float) -> torch.Tensor:
-        return self.want((x.shape[-1], x.shape[-2]))(x, strength)
+        threads.use("compile")
+        return self.at((x.shape[-1], x.shape[-2]))(x, strength)

@@ -28,13 +28,12 @@ import torch
 
 from models import Backbone
 from ..step import DreamStep
-from . import Step, exported_module, threads
+from . import EAGER, Step, exported_module, threads
 from .auto import Decisions, Meter, Trial, candidates, decision_key
 from .trace import ExportError
 
 log = logging.getLogger(__name__)
 
-EAGER = "torch"
 Size = tuple[int, int]
 Build = Callable[[Backbone, DreamStep, "StepPool", str, Size], Step]
 _CHILDREN: set[subprocess.Popen] = set()
@@ -106,7 +105,8 @@ def warm_up(step: Step, size: Size, device: torch.device) -> None:
 
 
 class StepPool:
-    """See the module's docstring. `eager` is set (and replaced) by the engine."""
+    """The `Steps` of the exported backends and auto (see the module's docstring).
+    `eager` is set (and replaced) by the engine."""
 
     def __init__(self, backbone: Backbone, layer: str, objective: str, grad_norm: str, precision: str,
                  backend: str, *, background: bool = False, build: Build = build_step,
@@ -252,6 +252,12 @@ class StepPool:
     def building(self) -> list[Size]:
         with self._cond:
             return list(self._building)
+
+    def running(self, size: Size) -> str:
+        return self.last   # in auto's trial, each step's turn
+
+    def precision_of(self, name: str, asked: str) -> str:
+        return asked if name == EAGER or self.half(name) else "fp32"
 
     def pause(self) -> None:
         """Stop building (another layer is dreamed now); what is built stays."""
