@@ -162,3 +162,23 @@ def test_closed_engines_leave_no_hooks(backbone, photo):
     import gc
     gc.collect()
     assert len(mod._forward_hooks) == n
+
+
+def test_shrinking_by_halves_first_is_still_an_area_average():
+    """images.shrink (2x2 means first, OpenCV's fast path) against one area resize: the
+    same picture within a grey level on average, and a bright spot stays where it was."""
+    import cv2
+    from live.dream.images import natural_picture, shrink
+    big = cv2.resize(natural_picture(320, 180), (1280, 720), interpolation=cv2.INTER_CUBIC)
+    got, want = shrink(big, (368, 208)).astype(float), cv2.resize(big, (368, 208), interpolation=cv2.INTER_AREA)
+    assert got.shape == want.shape and np.abs(got - want).mean() < 1.0
+    spot = np.zeros((720, 1280), np.uint8)
+    spot[400:410, 900:910] = 255
+    ys, xs = np.mgrid[0:208, 0:368]
+
+    def centre(img: np.ndarray) -> tuple[float, float]:
+        img = img.astype(float)
+        return (img * xs).sum() / img.sum(), (img * ys).sum() / img.sum()
+    (x1, y1) = centre(shrink(spot, (368, 208)))
+    (x2, y2) = centre(cv2.resize(spot, (368, 208), interpolation=cv2.INTER_AREA))
+    assert abs(x1 - x2) < 0.05 and abs(y1 - y2) < 0.05, (x1, x2, y1, y2)

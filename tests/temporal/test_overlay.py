@@ -123,3 +123,15 @@ def test_temporal_dream_exposes_its_step_as_a_dream_frame(backbone):
         assert temporal.last is None
     finally:
         eng.close()
+
+
+def test_a_composed_picture_is_its_own_after_the_next_compose():
+    """The upscale's buffer is reused from frame to frame; what compose returned is not."""
+    current = flat(64, 48, (100, 100, 100))
+    overlay = Overlay()
+    first = overlay.compose(current, DreamFrame(flat(16, 12, (20, 20, 20)), flat(16, 12, (10, 10, 10))), 1.0)
+    kept = first.copy()
+    second = overlay.compose(current, DreamFrame(flat(16, 12, (50, 50, 50)), flat(16, 12, (10, 10, 10))), 1.0)
+    assert np.array_equal(first, kept) and np.array_equal(second, flat(64, 48, (140, 140, 140)))
+    assert overlay.compose(flat(32, 24, (0, 0, 0)), DreamFrame(flat(16, 12, (9, 9, 9)), flat(16, 12, (0, 0, 0))),
+                           1.0).shape == (24, 32, 3)   # a new screen size: a new buffer

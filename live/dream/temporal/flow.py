@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ..gpu import upload
+from ..images import resize_image
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +40,10 @@ class FlowResult:
 
 
 def grey(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """uint8 RGB of any size -> uint8 grey at `size` (resized like the engine does)."""
-    w, h = size
-    if frame.shape[1] != w or frame.shape[0] != h:
-        interp = cv2.INTER_AREA if frame.shape[1] > w else cv2.INTER_LINEAR
-        frame = cv2.resize(frame, (w, h), interpolation=interp)
-    return frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+    """uint8 RGB of any size -> uint8 grey at `size` (resized like the engine does; grey
+    first: a third of the pixels to average)."""
+    g = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+    return resize_image(g, size)
 
 
 STAY_MARGIN = 0.05   # how much better "moved with the camera" must explain a pixel than the flow

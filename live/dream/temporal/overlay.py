@@ -58,6 +58,7 @@ class Overlay:
         self._detail: np.ndarray | None = None     # the newest dream's weighted detail
         self._previous: np.ndarray | None = None   # the previous one, on the newest dream's frame
         self.confidence: np.ndarray | None = None  # the last compose's trust in its flow (inspection)
+        self._up: np.ndarray | None = None         # the upscaled detail's buffer, reused
 
     def reset(self) -> None:
         self._dream = self._detail = self._previous = self.confidence = None
@@ -125,7 +126,18 @@ class Overlay:
         a = min(1.0, max(0.0, float(dream.attract)))
         if a > 0.0:   # attract: the dream is the fed-back zoom, not detail on this camera frame
             return _attract(current, dream, d, a * b, (1.0 - a) * b)
-        return cv2.add(current, resize_image(d * b, (W, H), cv2.INTER_CUBIC), dtype=cv2.CV_8U)  # rounds, saturates
+        return cv2.add(current, self._upscaled(d * b, (W, H)), dtype=cv2.CV_8U)  # rounds, saturates
+
+    def _upscaled(self, detail: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        """The detail at the screen's size (cubic: crisp strokes), into a buffer kept from
+        the last compose: a fresh 11 MB array each frame cost more in page faults than the
+        upscale itself (1280x720: 2.6 ms to 1.1 ms with the add)."""
+        w, h = size
+        if (h, w) == detail.shape[:2]:
+            return detail
+        if self._up is None or self._up.shape != (h, w, detail.shape[2]):
+            self._up = np.empty((h, w, detail.shape[2]), np.float32)
+        return cv2.resize(detail, (w, h), dst=self._up, interpolation=cv2.INTER_CUBIC)
 
 
 def _attract(current: np.ndarray, dream: DreamFrame, detail: np.ndarray, whole: float, part: float) -> np.ndarray:
