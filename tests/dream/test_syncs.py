@@ -16,6 +16,7 @@ from torch.overrides import TorchFunctionMode
 from live.dream import DreamEngine, gpu
 from live.dream.images import natural_picture
 from live.dream.temporal.coherent import TemporalDream
+from live.dream.temporal.flow import ResidualWarp
 
 READS = {"item", "__bool__", "__float__", "__int__", "__index__", "tolist"}  # a value onto the host
 
@@ -65,6 +66,8 @@ def seam(monkeypatch):
     monkeypatch.setattr(torch.cuda, "synchronize", sync)
     monkeypatch.setattr(torch.cuda.Stream, "synchronize", sync)
     monkeypatch.setattr(torch.cuda.Event, "synchronize", sync)
+    # the device's warp (grid_sample on uploaded flow), not the CPU's own (OpenCV's remap on the array)
+    monkeypatch.setattr(ResidualWarp, "_remap", ResidualWarp._grid)
     return counts
 
 

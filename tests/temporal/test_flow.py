@@ -55,6 +55,21 @@ def test_residual_warp_moves_a_tensor_with_the_flow(scene):
     assert ResidualWarp()(x, flow, conf).abs().max() == 0  # no confidence: faded out
 
 
+def test_the_cpu_warp_is_the_devices_warp(scene):
+    """On the CPU the residual is warped with OpenCV's remap, elsewhere with grid_sample:
+    the same bicubic kernel, the same zeros outside, the same fading, channels_last out."""
+    rng = np.random.default_rng(1)
+    x = to_tensor(scene, torch.device("cpu"), (W, H)) - 0.5
+    flow = rng.normal(0, 1.5, (H, W, 2)).astype(np.float32)
+    conf = rng.uniform(0, 1, (H, W)).astype(np.float32)
+    warp = ResidualWarp()
+    for c in (None, conf):
+        cpu, grid = warp._remap(x, flow, c), warp._grid(x, flow, c)
+        assert cpu.shape == grid.shape and cpu.is_contiguous(memory_format=torch.channels_last)
+        assert (cpu - grid).abs().max() < 1e-4
+    assert warp(x.bfloat16(), flow).dtype == torch.bfloat16
+
+
 def test_occluded_region_loses_confidence(scene):
     """A square that appears from nowhere (a hand) cannot be tracked: its residual fades."""
     tracker = FlowTracker((W, H))
