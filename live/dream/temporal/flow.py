@@ -262,7 +262,8 @@ class FlowTracker:
         # strict: "the same picture" must hold within sensor noise (the floor), not 16 levels
         still = np.exp(-np.square(np.maximum(err - self.photo_floor, 0.0) / self.photo_floor))
         better = still > conf + STAY_MARGIN
-        flow = np.where(better[..., None], shift, flow)
+        flow = flow.copy()
+        flow[better] = shift   # not np.where with the shift broadcast: 0.8 ms at 368x208, this 0.05
         return flow, np.where(better, still, conf).astype(np.float32)
 
     def warp(self, residual: torch.Tensor, flow: np.ndarray) -> torch.Tensor:
