@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 
 import models
 from . import STARTED
@@ -81,7 +82,8 @@ class App:
         # with the first frame, and the dreamer refits the working size then.
         shaped = self.plan.is_camera or self.plan.description == "clouds"
         aspect = cfg.source.width / cfg.source.height if shaped else None
-        self.dreamer = Dreamer(self.make_engine, self.capture.slot, self.state, d, aspect=aspect,
+        budget = replace(d, size=d.budget(self.backbone.device.type))   # [dream] as it applies on this device
+        self.dreamer = Dreamer(self.make_engine, self.capture.slot, self.state, budget, aspect=aspect,
                                temporal=lambda eng: TemporalDream(eng, cfg.motion, cfg.attract),
                                revert=self.revert_settings)
         # Build the first engine now, so a bad layer/objective stops the start with one line.

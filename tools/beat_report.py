@@ -56,8 +56,9 @@ def dream_measured(args: argparse.Namespace, out: Path) -> tuple[dict, np.ndarra
     cfg = config.load(None, ["audio.enabled=true", 'audio.source="clip"', *args.set])
     with ClipReader(args.clip, "CLIP") as reader:
         info = reader.info
-        engine = DreamEngine(load_model(cfg.dream.model, cfg.dream.device), settings=cfg.dream,
-                             size=working_size(cfg.dream.size, info.size), seed=0)
+        backbone = load_model(cfg.dream.model, cfg.dream.device)
+        engine = DreamEngine(backbone, settings=cfg.dream, seed=0,
+                             size=working_size(cfg.dream.budget(backbone.device.type), info.size))
         try:
             music = follow_soundtrack(cfg, info.path, info.fps, engine)
             dreamer = ClipDreamer(engine, info.fps, cfg.motion, cfg.attract, cfg.render.blend)

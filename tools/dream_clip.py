@@ -36,7 +36,7 @@ def build_parser() -> Parser:
     p.add_argument("output", metavar="OUT", help=f"video ({', '.join(VIDEO_SUFFIXES)})")
     p.add_argument("--frames", type=positive_int, metavar="N", help="only the first N frames")
     p.add_argument("--size", metavar="WxH", help="the dream's working size (pixel budget; its shape follows "
-                   "the clip, as live); default [dream] size")
+                   "the clip, as live); default [dream] size, gpu_size on CUDA")
     p.add_argument("--config", default=None, help="config file (default config.toml)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a config setting, e.g. --set render.blend=1.0 (repeatable)")
@@ -49,14 +49,14 @@ def build_parser() -> Parser:
 def render(args: argparse.Namespace) -> int:
     """Check everything, then dream the clip; returns the frames written."""
     cfg = config.load(args.config, args.set)
-    budget = parse_size(args.size, "--size") if args.size else cfg.dream.size
+    asked = parse_size(args.size, "--size") if args.size else None
     out = check_output(args.output, "OUT")
     if out.suffix.lower() not in VIDEO_SUFFIXES:
         raise UsageError(f"OUT '{args.output}': a clip is dreamed into a video; use {' or '.join(VIDEO_SUFFIXES)}")
     with ClipReader(args.clip, "CLIP") as reader:
         info = reader.info
         backbone = load_model(cfg.dream.model, cfg.dream.device)
-        size = working_size(budget, info.size)
+        size = working_size(asked or cfg.dream.budget(backbone.device.type), info.size)
         engine = DreamEngine(backbone, settings=cfg.dream, size=size, seed=args.seed)  # the real backend from frame 1
         try:
             music = follow_soundtrack(cfg, info.path, info.fps, engine)

@@ -149,3 +149,15 @@ def test_a_cuda_backbone_exports_and_validates_on_the_cpu(cuda_backbone, tmp_pat
         step.close()
     assert exported.path.is_file() and all(d.ok() for d in exported.report.values())
     assert cuda_backbone.on_cpu().device.type == "cpu"
+
+
+def test_a_gpu_dreams_at_the_gpu_budget(cuda_backbone):
+    """[dream] gpu_size is the working size's budget where the dream runs on CUDA."""
+    from conftest import small_config
+    from live.app import App
+    app = App(small_config("dream.gpu_size=[256, 192]"), "clouds", backbone=cuda_backbone)
+    try:
+        w, h = app.dreamer.engine.size
+        assert app.dreamer.base_size == (256, 192) and abs(w * h - 256 * 192) <= 0.1 * 256 * 192
+    finally:
+        app.dreamer.engine.close()
