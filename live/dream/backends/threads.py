@@ -10,11 +10,11 @@ from __future__ import annotations
 import torch
 
 FULL = torch.get_num_threads()      # as the process started (torch's default: the usable cores)
-EXPORTED = ("openvino", "onnx")
 
 
 def use(backend: str) -> None:
     """PyTorch's thread count for a step of `backend` about to run (changed only on a switch)."""
+    from . import EXPORTED   # the package's list (it imports this module first)
     want = 1 if backend in EXPORTED else FULL
     if torch.get_num_threads() != want:
         torch.set_num_threads(want)
