@@ -110,10 +110,9 @@ class DreamEngine:
             self._tap = LayerTap(self.backbone, objective.layers)
             self._finalizer = weakref.finalize(self, self._tap.close)  # no stray hooks
             self._torch_step = DreamStep(self._tap, objective, self.grad_norm, _DTYPES[self.precision])
-            spec = backends.StepSpec(self.layer, self.objective, self.grad_norm, self.size)
             for other in self._pools.values():
                 other.pause()
-            self._step = backends.steps_for(self.backend, self.backbone, self._torch_step, spec,
+            self._step = backends.steps_for(self.backend, self.backbone, self._torch_step, self.size,
                                             pool=lambda: self._pool(key))
             self._key = key
         return self._step

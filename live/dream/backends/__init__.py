@@ -1,14 +1,12 @@
-"""Backends of the dream step, looked up by name: each factory turns the eager
-`DreamStep` into a callable `step(x, strength) -> x'` for one working size (tools). The
-engine holds `Steps` (below): the step for every working size, however built; it knows
-no backend by name. A new runtime is one file and one line in `BACKENDS` (plus
+"""Backends of the dream step. The engine holds `Steps` (below): the step for every
+working size, however built, made by `steps_for(name, ...)`; it knows no backend by name.
+A new runtime is one file, its name in `BACKENDS` and a branch in `steps_for` (or in
 `EXPORTED` when it runs the ONNX export: then pool.py builds it per size, in the
 background in the live installation, and `backend = "auto"` weighs it).
 
 Imports are deferred, so the eager backend never loads ONNX Runtime, OpenVINO or the compiler."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable, Protocol, runtime_checkable
 
 import torch
@@ -98,38 +96,8 @@ class Eager:
         pass
 
 
-@dataclass(frozen=True)
-class StepSpec:
-    """What a backend builds: the step's settings (its cache key) at one working size."""
-    layer: str
-    objective: str
-    grad_norm: str
-    size: tuple[int, int]
-
-
-def _torch(backbone: Backbone, step: DreamStep, spec: StepSpec) -> Step:
-    return step
-
-
-def _onnx(backbone: Backbone, step: DreamStep, spec: StepSpec) -> Step:
-    from .onnx import onnx_step
-    return onnx_step(backbone, step, spec.layer, spec.objective, spec.size, spec.grad_norm)
-
-
-def _openvino(backbone: Backbone, step: DreamStep, spec: StepSpec) -> Step:
-    from .openvino import openvino_step
-    return openvino_step(backbone, step, spec.layer, spec.objective, spec.size, spec.grad_norm)
-
-
-def _compile(backbone: Backbone, step: DreamStep, spec: StepSpec) -> Step:
-    from .compiled import CompiledSteps
-    return CompiledSteps(backbone, step).at(spec.size)   # compiling starts now
-
-
-Factory = Callable[[Backbone, DreamStep, StepSpec], Step]
-BACKENDS: dict[str, Factory] = {"torch": _torch, "onnx": _onnx, "openvino": _openvino, "compile": _compile}
-EXPORTED = ("openvino", "onnx")  # run the ONNX export: the engine builds them per size in pool.py
-                                 # (the factories above build one at once, for tools)
+BACKENDS = ("torch", "onnx", "openvino", "compile")
+EXPORTED = ("openvino", "onnx")  # run the ONNX export: pool.py builds them per size, auto weighs them
 
 
 def exported_module(name: str):
@@ -143,30 +111,16 @@ def exported_module(name: str):
     raise ValueError(f"backend '{name}' does not run the ONNX export")
 
 
-def pooled(name: str) -> bool:
-    """Is `name` built per size by a StepPool (exports in the background, auto's trial)?"""
-    return name == "auto" or name in EXPORTED
-
-
-def steps_for(name: str, backbone: Backbone, step: DreamStep, spec: StepSpec, pool: Callable[[], Steps]) -> Steps:
+def steps_for(name: str, backbone: Backbone, step: DreamStep, size: Size, pool: Callable[[], Steps]) -> Steps:
     """The engine's Steps for backend `name` (`pool` makes or finds the StepPool)."""
-    if pooled(name):
+    if name == "auto" or name in EXPORTED:
         return pool()
     if name == "compile":
         from .compiled import CompiledSteps
         threads.use(name)      # before a compile starts: its graphs guard on the count
         steps = CompiledSteps(backbone, step)
-        steps.at(spec.size)    # compiling starts now
+        steps.at(size)         # compiling starts now
         return steps
-    known(name)
-    return Eager(step)
-
-
-def known(name: str) -> str:
-    if name not in BACKENDS:
+    if name != EAGER:
         raise ValueError(f"backend '{name}' is unknown; choose one of {', '.join(BACKENDS)}")
-    return name
-
-
-def build(name: str, backbone: Backbone, step: DreamStep, spec: StepSpec) -> Step:
-    return BACKENDS[known(name)](backbone, step, spec)
+    return Eager(step)

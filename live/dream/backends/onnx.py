@@ -241,9 +241,3 @@ def load(path: Path, device: torch.device) -> OrtStep:
     session = OrtStep(path, device)
     log.info("onnx backend: %s on %s", path.name, session.providers[0])
     return session
-
-
-def onnx_step(backbone: Backbone, step: DreamStep, layer: str, objective: str,
-              size: tuple[int, int], grad_norm: str) -> OrtStep:
-    """The engine's ONNX backend, built here and now (see pool.py for the background)."""
-    return load(prepare(backbone, step, layer, objective, size, grad_norm), backbone.device)

@@ -146,9 +146,3 @@ def load(path: Path, torch_device: torch.device) -> OvStep:
     step = OvStep(path, pick_device(torch_device))
     log.info("openvino backend: %s on %s (compiled in %.2f s)", path.name, step.device, step.seconds)
     return step
-
-
-def openvino_step(backbone: Backbone, step: DreamStep, layer: str, objective: str,
-                  size: tuple[int, int], grad_norm: str) -> OvStep:
-    """The engine's openvino backend, built here and now (see pool.py for the background)."""
-    return load(prepare(backbone, step, layer, objective, size, grad_norm), backbone.device)

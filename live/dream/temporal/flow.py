@@ -114,6 +114,7 @@ class ResidualWarp:
         self._cv_mode = {"bicubic": cv2.INTER_CUBIC, "bilinear": cv2.INTER_LINEAR, "nearest": cv2.INTER_NEAREST}[mode]
         self._base: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
         self._uploaded: tuple | None = None  # (flow, confidence, device, their tensors)
+        self._maps: tuple | None = None      # (flow, its remap coordinates x, y): the CPU's warp
 
     def __call__(self, x: torch.Tensor, flow: np.ndarray, confidence: np.ndarray | None = None) -> torch.Tensor:
         _, _, h, w = x.shape
@@ -143,8 +144,11 @@ class ResidualWarp:
         """The same warp on the CPU with OpenCV's remap (the same bicubic kernel, a = -0.75):
         4.6x faster than grid_sample at 368x208, on its own threads while the exported
         step has PyTorch down to one."""
+        if self._maps is None or self._maps[0] is not flow:   # residual and momentum: one flow, one map
+            xs, ys = _pixel_grid(*flow.shape[:2])
+            self._maps = (flow, xs + flow[..., 0], ys + flow[..., 1])
         img = np.ascontiguousarray(x[0].float().permute(1, 2, 0).numpy())
-        out = warp_image(img, flow, border=cv2.BORDER_CONSTANT, interp=self._cv_mode)
+        out = cv2.remap(img, self._maps[1], self._maps[2], self._cv_mode, borderMode=cv2.BORDER_CONSTANT)
         if out.ndim == 2:
             out = out[..., None]
         if confidence is not None:
