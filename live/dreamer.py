@@ -28,7 +28,7 @@ from .adaptive import AdaptiveSize, fit_aspect
 from .capture import SLEEP_POLL, Frame, Slot
 from .dream import DreamEngine, DreamSettings
 from .dream.gpu import is_out_of_memory, release_memory
-from .dream.images import noise, resize_image, zoom
+from .dream.images import feed_back, noise, resize_image
 from .dream.temporal.coherent import TemporalDream
 from .dream.temporal.flow import grey
 from .dream.temporal.overlay import DreamFrame
@@ -193,7 +193,7 @@ class Dreamer(threading.Thread):
             return frame.image
         self.engine.reset()  # the dream already lives in the fed-back picture
         fb = resize_image(self._feedback, self.engine.size)
-        return zoom(fb, s.zoom) if s.zooming else fb
+        return feed_back(fb, s.zoom if s.zooming else 1.0)
 
     def _next_frame(self, seq: int, s: LiveSettings) -> tuple[int, Frame | None]:
         if s.frozen and self._held is not None:

@@ -25,7 +25,7 @@ from live.cli import PICTURE_MAX, Parser, UsageError, finite, parse_size
 from live.dream.clip import is_clip
 from live.dream.clouds import clouds
 from live.dream.files import atomic, check_output as check_writable
-from live.dream.images import noise, zoom
+from live.dream.images import feed_back, noise
 from live.dream.offline import Interrupted, OfflineSettings, Renderer, total_steps
 from live.dream.video import VIDEO_SUFFIXES, VideoWriter
 from . import targets
@@ -264,7 +264,7 @@ def render_zoom(backbone: models.Backbone, job: Job, out: str, frames: int, fact
             frame = r.dream(frame, job.settings if i == 0 else job.frame_settings)
             video.write(frame)
             bar.update()
-            frame = zoom(frame, factor, angle)
+            frame = feed_back(frame, factor, angle)
 
 
 def clip_job(argv: Sequence[str] | None) -> bool:

@@ -89,6 +89,18 @@ def zoom(img: np.ndarray, factor: float, angle: float = 0.0) -> np.ndarray:
     return cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
 
 
+def feed_back(previous: np.ndarray, factor: float = 1.0, angle: float = 0.0,
+              current: np.ndarray | None = None, weight: float = 1.0) -> np.ndarray:
+    """The one feedback of the endless zoom (the z key, attract mode, tools.dream's zoom
+    videos): the previous dream zoomed by `factor` and turned by `angle`, crossfaded over
+    `current` by `weight` (no `current`, or weight 1: the fed-back dream alone)."""
+    fed = zoom(previous, factor, angle) if (factor != 1.0 or angle) else previous
+    if current is None or weight >= 1.0:
+        return fed
+    mixed = current.astype(np.float32) * (1.0 - weight) + fed.astype(np.float32) * weight
+    return (mixed + 0.5).astype(np.uint8)
+
+
 def noise(width: int, height: int, seed: int = 0) -> np.ndarray:
     """A grey picture with faint coloured noise: the network's own picture grows on it."""
     rng = np.random.default_rng(seed)

@@ -7,11 +7,12 @@ and `smoothed`, `decorrelated`, `normalized` make one-argument transforms of the
 from __future__ import annotations
 
 import random
-from functools import reduce
+from functools import lru_cache, reduce
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
+from kornia.filters import filter2d_separable, gaussian_blur2d
 
 GRAD_NORMS = ("mean", "laplacian")
 
@@ -31,25 +32,22 @@ def normalize_mean(g: torch.Tensor) -> torch.Tensor:
     return g / (g.abs().mean() + 1e-8)
 
 
-_BLUR = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
+_BINOMIAL = torch.tensor([[1.0, 4.0, 6.0, 4.0, 1.0]]) / 16.0
 _KERNELS: dict[tuple, torch.Tensor] = {}
 
 
-def _blur_kernel(x: torch.Tensor) -> torch.Tensor:
+def _binomial(x: torch.Tensor) -> torch.Tensor:
     """The binomial kernel on x's device, copied there once (not a transfer per call)."""
     key = (x.device, x.dtype)
     if key not in _KERNELS:
-        _KERNELS[key] = _BLUR.to(x.device, x.dtype)
+        _KERNELS[key] = _BINOMIAL.to(x.device, x.dtype)
     return _KERNELS[key]
 
 
 def _blur_down(x: torch.Tensor) -> torch.Tensor:
     """Binomial blur and halve (one level of the Laplacian pyramid)."""
-    c = x.shape[1]
-    k = _blur_kernel(x)
-    x = F.conv2d(F.pad(x, (2, 2, 0, 0), mode="replicate"), k.view(1, 1, 1, 5).repeat(c, 1, 1, 1), groups=c)
-    x = F.conv2d(F.pad(x, (0, 0, 2, 2), mode="replicate"), k.view(1, 1, 5, 1).repeat(c, 1, 1, 1), groups=c)
-    return x[:, :, ::2, ::2]
+    k = _binomial(x)
+    return filter2d_separable(x, k, k, border_type="replicate")[:, :, ::2, ::2]
 
 
 def normalize_laplacian(g: torch.Tensor, levels: int = 4) -> torch.Tensor:
@@ -83,17 +81,20 @@ def smooth_grad(g: torch.Tensor, sigma: float) -> torch.Tensor:
     fringes the strided first convolutions put into it, so flat areas stay calm."""
     if sigma <= 0:
         return g
-    r = max(1, int(round(2.5 * sigma)))
-    t = torch.arange(-r, r + 1, device=g.device, dtype=g.dtype)
-    k = torch.exp(-0.5 * (t / sigma) ** 2)
-    k = k / k.sum()
-    c = g.shape[1]
-    g = F.conv2d(F.pad(g, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
-    return F.conv2d(F.pad(g, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
+    size = 2 * max(1, int(round(2.5 * sigma))) + 1
+    return gaussian_blur2d(g, (size, size), (sigma, sigma), border_type="replicate")
 
 
 # Square root of ImageNet's colour covariance (lucid's color_correlation_svd_sqrt).
 _COLOR_SQRT = torch.tensor([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]])
+
+
+@lru_cache(maxsize=8)
+def _colour_matrix(strength: float) -> torch.Tensor:
+    """The preconditioner for one strength, computed once: (C C^T)^(strength/2), scaled so
+    its largest eigenvalue is 1."""
+    evals, evecs = torch.linalg.eigh(_COLOR_SQRT @ _COLOR_SQRT.t())
+    return evecs @ torch.diag((evals.clamp_min(1e-8) / evals.max()) ** (0.5 * strength)) @ evecs.t()
 
 
 def decorrelate_colors(g: torch.Tensor, strength: float = 1.0) -> torch.Tensor:
@@ -102,9 +103,7 @@ def decorrelate_colors(g: torch.Tensor, strength: float = 1.0) -> torch.Tensor:
     luminance and natural hues instead of saturated rainbow noise. 0 = off."""
     if strength <= 0:
         return g
-    c = _COLOR_SQRT.to(g.device, g.dtype)
-    evals, evecs = torch.linalg.eigh(c @ c.t())
-    m = evecs @ torch.diag((evals.clamp_min(1e-8) / evals.max()) ** (0.5 * strength)) @ evecs.t()
+    m = _colour_matrix(float(strength)).to(g.device, g.dtype)
     return torch.einsum("ij,njhw->nihw", m, g)
 
 

@@ -8,6 +8,8 @@ torch.cuda synchronisation calls are replaced by counters: the only stand-ins, a
 seam; the network, flow and engine are the real ones."""
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -30,6 +32,14 @@ def _to_host(func, args, kwargs) -> bool:
     return any(torch.device(t).type == "cpu" for t in targets)
 
 
+def _from_kornia(frame) -> bool:
+    """kornia's filters cast their kernel with `.to(input.device, input.dtype)` on every
+    call: no copy where the kernel is already there (prior.py keeps ours on the device), so
+    a `.to` that returns the same tensor from inside kornia is not traffic. Uploads of our
+    own still count, whatever they return."""
+    return frame is not None and frame.f_globals.get("__name__", "").startswith("kornia")
+
+
 class HostTraffic(TorchFunctionMode):
     def __init__(self):
         super().__init__()
@@ -41,7 +51,10 @@ class HostTraffic(TorchFunctionMode):
         if getattr(func, "__name__", "") in READS:
             self.reads.append(func.__name__)
         elif _to_host(func, args, kwargs):
-            self.copies_out += 1
+            result = func(*args, **kwargs)
+            if not (result is args[0] and _from_kornia(sys._getframe(1))):
+                self.copies_out += 1
+            return result
         return func(*args, **kwargs)
 
 

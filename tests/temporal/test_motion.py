@@ -13,6 +13,7 @@ from live import config
 from live.dream import DreamEngine
 from live.dream.engine import KNEE, soft_limit
 from live.dream.settings import AttractSettings, MotionSettings
+from live.dream.images import feed_back
 from live.dream.temporal.coherent import TemporalDream, attract_input
 from live.dream.temporal.motion import MotionResponse
 
@@ -83,6 +84,20 @@ def test_attract_input_crossfades_camera_and_zoomed_dream():
     assert np.array_equal(attract_input(cam, prev, 0.0, zoom), cam)
     assert np.abs(attract_input(cam, prev, 0.5, zoom).astype(int) - 150).max() <= 1
     assert np.array_equal(attract_input(cam, None, 0.7, zoom), cam)
+
+
+def test_feed_back_zooms_into_the_centre_and_crossfades():
+    """The one feedback of the z key, attract mode and tools.dream's zoom videos."""
+    dream = np.zeros((61, 81, 3), np.uint8)
+    dream[20:41, 30:51] = 255                       # a 21x21 square about the centre
+    assert feed_back(dream) is dream                # no zoom: the dream itself, not a copy
+    grown = feed_back(dream, 1.5)
+    assert (grown[:, :, 0] > 127).sum() > 1.9 * (dream[:, :, 0] > 127).sum()   # 1.5^2 the area
+    assert grown[30, 40, 0] == 255 and grown[5, 5, 0] == 0
+    cam = np.full_like(dream, 100)
+    assert np.array_equal(feed_back(dream, 1.5, current=cam, weight=0.0), cam)
+    half = feed_back(dream, 1.5, current=cam, weight=0.5).astype(int)
+    assert half[30, 40, 0] in (177, 178) and half[5, 5, 0] == 50
 
 
 def test_settings_come_from_config():

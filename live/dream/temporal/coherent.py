@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from ..engine import DreamEngine
-from ..images import resize_image, zoom
+from ..images import feed_back, resize_image
 from ..settings import AttractSettings, MotionSettings
 from .flow import FlowResult, FlowTracker, warp_image, zoom_flow
 from .local import LocalMotion
@@ -23,10 +23,7 @@ def attract_input(frame: np.ndarray, previous: np.ndarray | None, weight: float,
     previous dream zoomed a little (feeding the output back in: the endless zoom)."""
     if previous is None or weight <= 0.0 or previous.shape != frame.shape:
         return frame
-    fed = zoom(previous, attract.zoom, attract.rotate)
-    if weight >= 1.0:
-        return fed
-    return (frame.astype(np.float32) * (1.0 - weight) + fed.astype(np.float32) * weight + 0.5).astype(np.uint8)
+    return feed_back(previous, attract.zoom, attract.rotate, frame, weight)
 
 
 @dataclass
