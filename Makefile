@@ -38,12 +38,12 @@ test: $(STAMP) system
 	SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy $(BIN)/python -m pytest -q
 
 bench: $(STAMP)
-	$(BIN)/python -m tools.bench --quick
+	$(BIN)/python -m qa.bench --quick
 
 # The CUDA path proved on an NVIDIA machine: CUDA tests, each backend against the CPU,
 # the benchmark at fp16 and the live pipeline, as one table; one line (exit 0) elsewhere.
 gpucheck: $(STAMP)
-	SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy $(BIN)/python -m tools.gpucheck
+	SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy $(BIN)/python -m qa.gpucheck
 
 clean:
 	rm -rf $(VENV) out

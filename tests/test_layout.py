@@ -1,4 +1,5 @@
-"""The architecture, checked: the dream core stands alone, the tools sit on the core, no
+"""The architecture, checked: the dream core stands alone, the tools sit on the core (the
+product's tools never on the measuring ones in qa/), no
 module imports itself in a circle, and modules and functions stay short enough to read.
 A failure names the module and the import or function that broke the rule."""
 from __future__ import annotations
@@ -9,9 +10,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("live", "models", "tools")
+PACKAGES = ("live", "models", "tools", "qa")
 MAX_MODULE_LINES, MAX_FUNCTION_LINES = 400, 80
 TOOLS_MAY_IMPORT = ("live.dream", "live.config", "live.cli", "live.audio", "models", "tools")
+QA_MAY_IMPORT = TOOLS_MAY_IMPORT + ("qa",)
+# The names the docs have always given the benchmark and the coherence report: they run qa's.
+OLD_NAMES = ("tools.bench", "tools.coherence")
 
 
 def module_name(path: Path) -> str:
@@ -59,10 +63,18 @@ def test_the_dream_core_imports_neither_pygame_nor_the_installation(name):
     assert not bad, f"{name} imports {sorted(bad)}: the core must stand alone"
 
 
-@pytest.mark.parametrize("name", [n for n in MODULES if n.startswith("tools") and n != "tools.soak"])
+@pytest.mark.parametrize("name", [n for n in MODULES if n.split(".")[0] in ("tools", "qa")
+                                  and n not in ("qa.soak", *OLD_NAMES)])
 def test_tools_sit_on_the_core_not_the_app(name):
-    bad = {n for n in ours(imports(name)) if not (in_core(n) or n.startswith(TOOLS_MAY_IMPORT[1:]))}
-    assert not bad, f"{name} imports {sorted(bad)}; tools may import {', '.join(TOOLS_MAY_IMPORT)}"
+    """qa.soak runs the whole app (it is the app's soak test); nothing else may."""
+    allowed = QA_MAY_IMPORT if name.startswith("qa") else TOOLS_MAY_IMPORT
+    bad = {n for n in ours(imports(name)) if not (in_core(n) or n.startswith(allowed[1:]))}
+    assert not bad, f"{name} imports {sorted(bad)}; it may import {', '.join(allowed)}"
+
+
+@pytest.mark.parametrize("name", OLD_NAMES)
+def test_the_old_names_only_hand_over_to_qa(name):
+    assert ours(imports(name)) == {"qa." + name.split(".")[1], "live.cli"}
 
 
 def test_no_import_circles():

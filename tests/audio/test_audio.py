@@ -142,7 +142,7 @@ def test_no_soundtrack_dreams_on_with_one_line_unless_the_clip_is_asked_for(tmp_
 
 
 def test_beat_report_measures_the_dream_against_the_beats(tmp_path, capsys):
-    from tools.beat_report import main as report
+    from qa.beat_report import main as report
     clip = beat_clip(tmp_path)
     assert report([str(clip), "--out", str(tmp_path / "r"), "--quiet", *SETS, "--set", "render.blend=0.5"]) == 0
     import json

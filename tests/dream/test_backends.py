@@ -1,5 +1,5 @@
 """Every backend dreams: the objective rises under each. No timing assertions here;
-tools/bench.py measures speed."""
+qa/bench.py measures speed."""
 from __future__ import annotations
 
 import numpy as np

@@ -180,7 +180,7 @@ def test_kiosk_help_lists_only_what_works_and_the_mirror_key_says_so(backbone):
 
 
 def test_the_tools_refuse_non_finite_numbers(tmp_path, capsys):
-    from tools import coherence, soak
+    from qa import coherence, soak
     from tools.dream import main as dream
     for flags in (["--zoom", "nan"], ["--fps", "inf"], ["--octave-scale", "nan"], ["--smooth=-inf"]):
         assert dream(["noise", str(tmp_path / "o.mp4"), "--zoom-frames", "2", *flags, "--quiet"]) == 2

@@ -116,7 +116,7 @@ def test_without_cyndilib_it_is_one_line(monkeypatch, caplog):
 
 
 def test_ndi_probe_counts_every_frame_a_source_sends(loopback_ndi, tmp_path):
-    """The probe (python -m tools.ndi_probe) as a VJ would run it: a source offered 60
+    """The probe (python -m qa.ndi_probe) as a VJ would run it: a source offered 60
     pictures a second (sending at most 20); the probe receives its frames, told apart by
     the sender's timestamps, and names the size. No such source: one line, exit 2."""
     import json
@@ -124,7 +124,7 @@ def test_ndi_probe_counts_every_frame_a_source_sends(loopback_ndi, tmp_path):
     import threading
 
     def probe(args: list[str]) -> subprocess.CompletedProcess:   # its own process, as a VJ runs it
-        return subprocess.run([sys.executable, "-m", "tools.ndi_probe", *args], capture_output=True, text=True,
+        return subprocess.run([sys.executable, "-m", "qa.ndi_probe", *args], capture_output=True, text=True,
                               timeout=120, cwd=Path(__file__).resolve().parents[2])
     name = f"dreamcam-probe-{os.getpid()}"
     out = NdiOutput(name, fps=20)

@@ -2,7 +2,7 @@
 uses, see trace.py, but in the step's own precision: fp16/bf16 autocast is traced into
 it) compiled by torch.compile/inductor, which fuses the clamps, masks and normalisation
 into few loops and prepacks the convolution weights. Measured here about 1.6x faster per
-step than eager torch (tools.bench, method "compile"). On CUDA it is compiled with
+step than eager torch (qa.bench, method "compile"). On CUDA it is compiled with
 mode="reduce-overhead": the step is replayed as one CUDA graph instead of hundreds of
 kernel launches, which at live sizes cost more than the kernels themselves.
 

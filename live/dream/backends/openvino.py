@@ -2,7 +2,7 @@
 integrated GPUs of many mini PCs): the same ONNX export as the onnx backend (onnx.py),
 validated against PyTorch like it, the strength a graph input.
 
-Measured on this 2-core CPU (tools.bench): about twice as fast per step as ONNX Runtime
+Measured on this 2-core CPU (qa.bench): about twice as fast per step as ONNX Runtime
 on the same file. Two settings matter:
 * the precision is always asked for explicitly (f32): on CPUs with AVX512-BF16 OpenVINO
   silently defaults to bf16, which fails validation here (66% of the values off, max 0.6);

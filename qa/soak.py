@@ -1,9 +1,9 @@
 """Soak test: run the installation for N minutes and watch this process's memory, open
 files and progress, to show that weeks unattended will not creep or stall.
 
-    python -m tools.soak --minutes 5 --size 160x120 --out out/soak
+    python -m qa.soak --minutes 5 --size 160x120 --out out/soak
     Xvfb :99 -screen 0 1280x720x24 &
-    DISPLAY=:99 python -m tools.soak --window --source clip.mp4 --flap-every 120 --minutes 30
+    DISPLAY=:99 python -m qa.soak --window --source clip.mp4 --flap-every 120 --minutes 30
 
 Headless by default (clouds -> dream -> blended recording); `--window` runs the real
 window loop instead (needs a display: Xvfb will do). Every `--interval` seconds it samples
@@ -31,7 +31,7 @@ from live.cli import Parser, parse_size, positive
 from live.supervision.health import rss_mb
 from .soak_report import Sample, plot, slope_mb_per_hour, summary, warm, write_csv
 
-log = logging.getLogger("tools.soak")
+log = logging.getLogger("qa.soak")
 
 
 def open_fds() -> int:
@@ -109,7 +109,7 @@ def inject_faults(app, every: float) -> None:
 
 
 def parser() -> Parser:
-    p = Parser(prog="python -m tools.soak", description=__doc__.split("\n\n")[0])
+    p = Parser(prog="python -m qa.soak", description=__doc__.split("\n\n")[0])
     p.add_argument("--minutes", type=positive, default=5.0, help="how long to run (default 5)")
     p.add_argument("--size", type=lambda t: parse_size(t), default=(160, 120),
                    help="dream working size (and headless video size) (160x120)")

@@ -1,7 +1,7 @@
 """What a soak run found: the samples as CSV, the memory trend after the warm-up, stalls
 (sample intervals in which the dream made no step), and one PNG with memory, open file
 descriptors and dream progress over time, the source's absences shaded. Standard library
-plus matplotlib (tools/plotting.py, only to draw)."""
+plus matplotlib (qa/plotting.py, only to draw)."""
 from __future__ import annotations
 
 import csv

@@ -1,4 +1,4 @@
-"""tools.coherence --clip: the measures on real footage mean what they say, on clips
+"""qa.coherence --clip: the measures on real footage mean what they say, on clips
 written here (the same video measures zero, a brightened copy measures its offset, the
 masks find the moving square and the still background) and the pictures are written."""
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 
 from conftest import write_clip
 from live.dream.images import natural_picture
-from tools.coherence import main
+from qa.coherence import main
 
 BG = natural_picture(96, 72, seed=5)
 

@@ -1,6 +1,6 @@
-"""tools.coherence --clip FILE: the dream on real footage, measured on what people see.
+"""qa.coherence --clip FILE: the dream on real footage, measured on what people see.
 
-    python -m tools.coherence --clip IN.mp4 [--dreamed A.mp4 --dreamed B.mp4 --labels A,B]
+    python -m qa.coherence --clip IN.mp4 [--dreamed A.mp4 --dreamed B.mp4 --labels A,B]
         [--sheet-frames 60,150,250] [--frames N] [--set section.key=value ...] [--out DIR]
 
 Without --dreamed the clip is dreamed now, frame-exactly, as `tools.dream IN OUT` does with
@@ -35,8 +35,8 @@ from live.dream import DreamEngine
 from live.dream.clip import ClipDreamer, ClipReader, working_size
 from live.dream.temporal.flow import PRESETS, camera_shift, shift_image, warp_image
 from .plotting import pyplot
-from .outcome import load_model
-from .sheet import contact_sheet
+from tools.outcome import load_model
+from tools.sheet import contact_sheet
 
 MEASURE_WIDTH = 320
 FINE_WIDTH = 320                                   # "detail above what a picture this wide holds"
@@ -259,7 +259,7 @@ def frames_of(path: str, what: str) -> Iterator[np.ndarray]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """tools.coherence --clip: the table, JSON, the PNG and the sheet."""
+    """qa.coherence --clip: the table, JSON, the PNG and the sheet."""
     with ClipReader(args.clip, "--clip") as reader:
         info = reader.info
     size = (MEASURE_WIDTH, max(32, round(MEASURE_WIDTH * info.size[1] / info.size[0] / 2) * 2))

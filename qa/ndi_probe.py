@@ -1,8 +1,8 @@
-"""python -m tools.ndi_probe: is the picture arriving? An NDI receiver on this machine, as
+"""python -m qa.ndi_probe: is the picture arriving? An NDI receiver on this machine, as
 Resolume or OBS would be: finds the source, takes every frame it sends for a while and
 says how many arrived, at what rate and size, and how many NDI dropped.
 
-    python -m tools.ndi_probe [--name Dreamcam] [--seconds 30] [--json FILE]
+    python -m qa.ndi_probe [--name Dreamcam] [--seconds 30] [--json FILE]
 
 Exit 0 when frames arrived, 1 when the source was found but sent nothing, 2 when no source
 of that name appeared within --wait seconds (or cyndilib is missing)."""
@@ -21,7 +21,7 @@ POLL = 250.0         # frame-sync polls a second: well above any frame rate sent
 
 
 def build_parser() -> Parser:
-    p = Parser(prog="python -m tools.ndi_probe", description=__doc__.split("\n\n")[0],
+    p = Parser(prog="python -m qa.ndi_probe", description=__doc__.split("\n\n")[0],
                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--name", default="Dreamcam", help="the source's name ([output] ndi_name)")
     p.add_argument("--seconds", type=float, default=30.0, help="how long to receive")

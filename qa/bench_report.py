@@ -81,7 +81,7 @@ def describe_goal(goal: dict) -> str:
 
 def markdown(rows: list[Row], facts: dict, meta: dict, goal: dict | None) -> str:
     lines = ["# Dream-step benchmark", "",
-             f"`python -m tools.bench{' --quick' if meta['quick'] else ''}` — {meta['date']}, "
+             f"`python -m qa.bench{' --quick' if meta['quick'] else ''}` — {meta['date']}, "
              f"{meta['rounds']} interleaved rounds x {meta['steps']} calls per method; "
              f"load average before {meta['load_before']}, after {meta['load_after']}.", "",
              f"Machine: {facts['cpu']} ({facts['usable_cpus']} usable CPUs, torch threads "

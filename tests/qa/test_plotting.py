@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from tools.plotting import pyplot
+from qa.plotting import pyplot
 
 
 def test_without_matplotlib_a_plot_is_one_line(monkeypatch, caplog):

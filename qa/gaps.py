@@ -3,7 +3,7 @@ the engine built as the live installation builds it (backend and precision from
 config.toml, exports in the background, every size prepared ahead as adaptive quality
 does). The picture must never freeze: a change should cost about one step.
 
-    python -m tools.gaps [--sizes 320x240,256x192] [--layers blocks.10,blocks.8] [--seconds 12]
+    python -m qa.gaps [--sizes 320x240,256x192] [--layers blocks.10,blocks.8] [--seconds 12]
 
 Phases, each --seconds long: dreaming at the first size (until auto has settled), the
 second size, back to the first, the second layer, back to the first layer. Prints the
@@ -32,11 +32,11 @@ from live.dream import DreamEngine
 from live.dream.backends.validate import sample_photo
 from .plotting import pyplot
 
-log = logging.getLogger("tools.gaps")
+log = logging.getLogger("qa.gaps")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = Parser(prog="python -m tools.gaps", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog="python -m qa.gaps", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", default="320x240,256x192", help="start size, then the size changed to")
     p.add_argument("--layers", default="blocks.10,blocks.8", help="start layer, then the layer changed to")
     p.add_argument("--seconds", type=float, default=12.0, help="seconds per phase (default 12)")

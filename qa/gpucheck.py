@@ -1,11 +1,11 @@
 """`make gpucheck`: the proof of the CUDA path, in one command on a machine with an NVIDIA GPU.
 
-    python -m tools.gpucheck [--out-dir out/gpucheck] [--seconds 30]
+    python -m qa.gpucheck [--out-dir out/gpucheck] [--seconds 30]
 
 1. the CUDA-marked tests (pytest -m cuda; skipped with a reason on machines without CUDA),
 2. each backend's step on CUDA against the CPU fp32 step: the cosine of the updates
    (one strong step on a photo, no jitter) must reach the precision's bound,
-3. `tools.bench --device cuda` at 320x240 and 640x480, fp16 (timed with CUDA events),
+3. `qa.bench --device cuda` at 320x240 and 640x480, fp16 (timed with CUDA events),
 4. the live pipeline headless for --seconds with --stats.
 One table at the end (also OUT-DIR/gpucheck.md); exit code 1 if any check failed. The speed
 goal (>= 300 steps/s at 640x480 fp16, an H100-class card) is reported, not required.
@@ -48,7 +48,7 @@ class Check:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = Parser(prog="python -m tools.gpucheck", description=__doc__,
+    p = Parser(prog="python -m qa.gpucheck", description=__doc__,
                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out-dir", default="out/gpucheck", help="bench, live stats and the table (default %(default)s)")
     p.add_argument("--seconds", type=float, default=30.0, help="how long the live pipeline runs (default 30)")
@@ -126,10 +126,10 @@ def ort_cuda() -> bool:
 
 def bench(out: Path) -> list[Check]:
     log, data = out / "bench.log", out / "bench" / "bench.json"
-    done = _child(["-m", "tools.bench", "--device", "cuda", "--sizes", "320x240,640x480", "--layers", LAYER,
+    done = _child(["-m", "qa.bench", "--device", "cuda", "--sizes", "320x240,640x480", "--layers", LAYER,
                    "--precisions", "fp16", "--rounds", "5", "--out-dir", str(out / "bench")], log, 3600)
     if done.returncode != 0 or not data.is_file():
-        return [Check("tools.bench --device cuda", False, _tail(log), f"log: {log}")]
+        return [Check("qa.bench --device cuda", False, _tail(log), f"log: {log}")]
     rows = json.loads(data.read_text())["rows"]
     checks = [Check(f"bench {r['size']} {r['method']} {r['precision']}", bool(r["times_ms"]),
                     f"{r['steps_per_s']:.0f} steps/s ({r['ms']:.2f} ms)" if r["times_ms"] else "no timing",

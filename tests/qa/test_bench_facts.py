@@ -1,11 +1,11 @@
-"""tools.bench's machine facts: the vector instruction sets as the kernel lists them, the
+"""qa.bench's machine facts: the vector instruction sets as the kernel lists them, the
 arithmetic limit they allow, and each row's distance from it."""
 from __future__ import annotations
 
 import pytest
 
-from tools.bench import VECTOR_ISA, cpu_info, peak_gflops
-from tools.bench_report import Row, summarise
+from qa.bench import VECTOR_ISA, cpu_info, peak_gflops
+from qa.bench_report import Row, summarise
 
 
 def test_the_limit_and_each_rows_distance_from_it():

@@ -1,6 +1,6 @@
-"""python -m tools.beat_report CLIP: the dream against the music, measured.
+"""python -m qa.beat_report CLIP: the dream against the music, measured.
 
-    python -m tools.beat_report CLIP [--frames N] [--set section.key=value ...] [--out DIR]
+    python -m qa.beat_report CLIP [--frames N] [--set section.key=value ...] [--out DIR]
 
 Dreams CLIP frame-exactly as `tools.dream CLIP OUT.mp4 --set audio.enabled=true` does (its
 soundtrack drives the settings through [[audio.map]]), into DIR/dreamed.mp4, and measures
@@ -24,13 +24,13 @@ from live.cli import Parser, positive_int
 from live.dream import DreamEngine
 from live.dream.clip import ClipDreamer, ClipReader, dream_clip, frames_to_write, working_size
 from .plotting import pyplot
-from .outcome import load_model, outcome
+from tools.outcome import load_model, outcome
 
 REACH = 3          # frames either side of a beat in which its rise is looked for
 
 
 def build_parser() -> Parser:
-    p = Parser(prog="python -m tools.beat_report", description=__doc__.split("\n\n")[0],
+    p = Parser(prog="python -m qa.beat_report", description=__doc__.split("\n\n")[0],
                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("clip", metavar="CLIP", help="a video with sound")
     p.add_argument("--frames", type=positive_int, metavar="N", help="only the first N frames")

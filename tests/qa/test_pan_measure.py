@@ -1,4 +1,4 @@
-"""tools.coherence's pan: the warp error says whether a dream moves with the scene. A
+"""qa.coherence's pan: the warp error says whether a dream moves with the scene. A
 pattern baked into the panned picture (it moves exactly with the scene) scores near the
 input's own, however deep; the same pattern fixed on the screen (it swims) scores far
 above it."""
@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from live.dream.images import natural_picture
-from tools.coherence import pan_flows, pan_scene, warp_error
+from qa.coherence import pan_flows, pan_scene, warp_error
 
 SIZE, SPEED = (160, 120), (2.4, 0.7)
 

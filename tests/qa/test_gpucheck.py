@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tools import bench, gpucheck
+from qa import bench, gpucheck
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is here: make gpucheck really runs")
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is here
 
 def test_without_a_gpu_gpucheck_says_so_in_one_line_and_exits_0(tmp_path):
     env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + "/usr/bin:/bin")
-    done = subprocess.run([sys.executable, "-m", "tools.gpucheck", "--out-dir", str(tmp_path / "g")], cwd=ROOT,
+    done = subprocess.run([sys.executable, "-m", "qa.gpucheck", "--out-dir", str(tmp_path / "g")], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("\n") == 1 and "no NVIDIA GPU" in done.stdout
@@ -39,7 +39,7 @@ def test_a_gpu_pytorch_cannot_use_fails_gpucheck_with_the_reason(tmp_path, monke
 def test_make_gpucheck_runs_the_tool():
     done = subprocess.run(["make", "-n", "-o", ".venv/.installed", "gpucheck"], cwd=ROOT, capture_output=True,
                           text=True, timeout=60)
-    assert done.returncode == 0 and ".venv/bin/python -m tools.gpucheck" in done.stdout
+    assert done.returncode == 0 and ".venv/bin/python -m qa.gpucheck" in done.stdout
 
 
 def test_bench_has_half_precision_rows_on_cuda_and_times_with_events_there():

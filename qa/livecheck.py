@@ -2,7 +2,7 @@
 virtual screen (Xvfb 1280x720, config defaults), started twice; the second start is the
 one judged (the first may export and decide once per machine).
 
-    python -m tools.livecheck [--source ../shared/media/pedestrians.mp4] [--seconds 60] [--out-dir out/livecheck]
+    python -m qa.livecheck [--source ../shared/media/pedestrians.mp4] [--seconds 60] [--out-dir out/livecheck]
 
 Wanted on the 2-core reference CPU: >= 12 dream steps/s at the full working size
 (adaptive quality never stepped down), display >= 30 fps, first dream < 5 s after the
@@ -26,7 +26,7 @@ WANTED = {"dream_steps_per_second": 12.0, "display_fps": 30.0, "first_dream_seco
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = Parser(prog="python -m tools.livecheck", description=__doc__,
+    p = Parser(prog="python -m qa.livecheck", description=__doc__,
                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--source", default=str(Path("..") / "shared" / "media" / "pedestrians.mp4"))
     p.add_argument("--seconds", type=float, default=60.0, help="length of each run (default 60)")

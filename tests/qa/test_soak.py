@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import pytest
 
-from tools.soak_report import Sample, absences, plot, read_csv, slope_mb_per_hour, stalls, summary, warm, write_csv
+from qa.soak_report import Sample, absences, plot, read_csv, slope_mb_per_hour, stalls, summary, warm, write_csv
 
 
 def samples(rss, steps, ok) -> list[Sample]:
