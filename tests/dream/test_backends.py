@@ -10,7 +10,7 @@ from conftest import ONNX_NORM, ONNX_SIZE as SIZE
 from live.dream import DreamEngine
 from live.dream.backends import BACKENDS, Steps
 from live.dream.backends import onnx as ob
-from live.dream.backends.compiled import CompiledStep
+from live.dream.backends.compiled import CompiledStep, no_cudnn_search
 from live.dream.step import make_step
 
 
@@ -166,3 +166,21 @@ def test_compile_mode_is_cuda_graphs_only_on_cuda():
     from live.dream.backends.compiled import compile_mode
     assert compile_mode(torch.device("cuda", 0)) == "reduce-overhead"
     assert compile_mode(torch.device("cpu")) is None
+
+
+def test_overlapping_cudnn_search_pauses_leave_the_flag_as_it_was(monkeypatch):
+    """The dreamer's and a compile thread's compiled calls overlap: the first one in saves
+    cuDNN's benchmark flag, the last one out restores it (a plain save-and-restore each
+    left it off for good when the two interleaved)."""
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
+    first, second = no_cudnn_search(), no_cudnn_search()
+    first.__enter__()
+    second.__enter__()
+    assert torch.backends.cudnn.benchmark is False
+    first.__exit__(None, None, None)       # the first one out: the second still records
+    assert torch.backends.cudnn.benchmark is False
+    second.__exit__(None, None, None)
+    assert torch.backends.cudnn.benchmark is True
+    with pytest.raises(RuntimeError), no_cudnn_search():
+        raise RuntimeError("a failed capture")
+    assert torch.backends.cudnn.benchmark is True

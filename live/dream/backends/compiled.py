@@ -34,18 +34,38 @@ def compile_mode(device: torch.device) -> str | None:
     return "reduce-overhead" if device.type == "cuda" else None
 
 
-@contextmanager
-def no_cudnn_search() -> Iterator[None]:
+class _NoCudnnSearch:
     """cuDNN's benchmark mode off while a CUDA graph may be recorded. Its search for the
     fastest algorithm keys on the tensors' alignment, so inside the graph's memory pool it
     searches again, which a capture forbids: on an H200 the recording failed ('FIND was
-    unable to find an engine') and left the CUDA generator unusable for the process."""
-    old = torch.backends.cudnn.benchmark
-    torch.backends.cudnn.benchmark = False
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.benchmark = old
+    unable to find an engine') and left the CUDA generator unusable for the process.
+
+    The flag is process-wide and compiled steps run from several threads (the dreamer's
+    and a compile thread's first call): the first to enter saves it and the last to leave
+    restores it, so overlapping uses never leave it off for good."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._inside = 0
+        self._saved = False
+
+    @contextmanager
+    def __call__(self) -> Iterator[None]:
+        with self._lock:
+            if self._inside == 0:
+                self._saved = torch.backends.cudnn.benchmark
+                torch.backends.cudnn.benchmark = False
+            self._inside += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._inside -= 1
+                if self._inside == 0:
+                    torch.backends.cudnn.benchmark = self._saved
+
+
+no_cudnn_search = _NoCudnnSearch()
 
 
 class CompiledStep:
