@@ -42,6 +42,14 @@ def test_make_gpucheck_runs_the_tool():
     assert done.returncode == 0 and ".venv/bin/python -m qa.gpucheck" in done.stdout
 
 
+def test_gpucheck_collects_only_the_modules_that_hold_cuda_tests(tmp_path):
+    files = [Path(f).relative_to(ROOT).as_posix() for f in gpucheck.cuda_test_files()]
+    assert "tests/dream/test_cuda.py" in files
+    assert "tests/remote/test_browser.py" not in files   # selenium, chromium: not on the GPU machine
+    (tmp_path / "test_plain.py").write_text("def test_x():\n    pass\n")
+    assert gpucheck.cuda_test_files(tmp_path) == []
+
+
 def test_bench_has_half_precision_rows_on_cuda_and_times_with_events_there():
     cuda, cpu = torch.device("cuda", 0), torch.device("cpu")
     on_cuda = bench.methods_for(cuda)
