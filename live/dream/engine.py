@@ -21,7 +21,7 @@ from . import backends, gpu, objectives as obj
 from .backends.auto import Meter, precision_for
 from .backends.pool import Build, StepPool, build_step
 from .images import to_image, to_image_checked, to_tensor
-from .prior import jitter_offsets, roll
+from .prior import decorrelate_change, jitter_offsets, roll
 from .settings import DreamSettings, check
 from .step import DreamStep, LayerTap
 
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 _DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # What the engine itself uses of [dream]; the rest (model, device, adaptive ...) is the installation's.
 ENGINE_SETTINGS = ("layer", "size", "steps_per_frame", "strength", "jitter", "objective", "precision",
-                   "backend", "decay", "grad_norm", "momentum", "limit")
+                   "backend", "decay", "grad_norm", "momentum", "limit", "decorrelate")
 Warp = Callable[[torch.Tensor, np.ndarray], torch.Tensor]
 POOLS_KEPT = 6   # layers/objectives whose built steps are kept, so switching back is instant
 
@@ -255,7 +255,10 @@ class DreamEngine:
         jitter = min(self.jitter, min(x.shape[-2:]) // 4)
         for _ in range(n):
             dy, dx = jitter_offsets(jitter, self._rng)
-            x = roll(step(roll(x, dy, dx), strength), -dy, -dx)
+            stepped = roll(step(roll(x, dy, dx), strength), -dy, -dx)
+            if self.decorrelate > 0:  # outside the step, like the gain map: exported graphs stay one
+                stepped = (x + decorrelate_change(stepped - x, self.decorrelate)).clamp_(0.0, 1.0)
+            x = stepped
         return x
 
     def objective_value(self, img: np.ndarray | torch.Tensor) -> float:

@@ -89,12 +89,13 @@ def smooth_grad(g: torch.Tensor, sigma: float) -> torch.Tensor:
 _COLOR_SQRT = torch.tensor([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]])
 
 
-@lru_cache(maxsize=8)
-def _colour_matrix(strength: float) -> torch.Tensor:
-    """The preconditioner for one strength, computed once: (C C^T)^(strength/2), scaled so
-    its largest eigenvalue is 1."""
+@lru_cache(maxsize=16)
+def _colour_matrix(strength: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """The preconditioner for one strength, computed once and kept on the device:
+    (C C^T)^(strength/2), scaled so its largest eigenvalue is 1."""
     evals, evecs = torch.linalg.eigh(_COLOR_SQRT @ _COLOR_SQRT.t())
-    return evecs @ torch.diag((evals.clamp_min(1e-8) / evals.max()) ** (0.5 * strength)) @ evecs.t()
+    m = evecs @ torch.diag((evals.clamp_min(1e-8) / evals.max()) ** (0.5 * strength)) @ evecs.t()
+    return m.to(device, dtype)
 
 
 def decorrelate_colors(g: torch.Tensor, strength: float = 1.0) -> torch.Tensor:
@@ -103,8 +104,19 @@ def decorrelate_colors(g: torch.Tensor, strength: float = 1.0) -> torch.Tensor:
     luminance and natural hues instead of saturated rainbow noise. 0 = off."""
     if strength <= 0:
         return g
-    m = _colour_matrix(float(strength)).to(g.device, g.dtype)
+    m = _colour_matrix(float(strength), g.device, g.dtype)
     return torch.einsum("ij,njhw->nihw", m, g)
+
+
+def decorrelate_change(delta: torch.Tensor, strength: float) -> torch.Tensor:
+    """A step's change with its colours decorrelated, rescaled to the same mean size. The
+    live engine applies it to what an (exported) step changed rather than inside the step:
+    a per-pixel colour matrix commutes with the pyramid's blurs, so it is the same
+    preconditioning up to the bands' weights, and the exported graphs stay as they are."""
+    if strength <= 0:
+        return delta
+    out = decorrelate_colors(delta, strength)
+    return out * (delta.abs().mean() / (out.abs().mean() + 1e-12))
 
 
 GradTransform = Callable[[torch.Tensor], torch.Tensor]

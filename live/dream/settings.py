@@ -54,6 +54,7 @@ class DreamSettings:
     grad_norm: str = choice("laplacian", "mean", "laplacian")  # laplacian: broader, steadier
     momentum: float = bounded(0.8, 0.0, 0.99)    # average each frame's step with the last ones: no shimmer
     limit: float = bounded(0.3, 0.01, 1.0)       # soft ceiling of the carried dream per pixel (picture units)
+    decorrelate: float = bounded(0.5, 0.0, 2.0)  # natural hues instead of rainbow fringes (0 = off)
     precision: str = choice("auto", "auto", "fp32", "bf16", "fp16")
     backend: str = choice("auto", "auto", "torch", "onnx", "openvino", "compile")
     device: str = choice("auto", "auto", "cpu", "cuda")

@@ -131,7 +131,8 @@ def test_reset_forgets_the_carried_dream(backbone, photo):
 
 
 @pytest.mark.parametrize("settings", [{"precision": "bf16"}, {"grad_norm": "laplacian"},
-                                      {"objective": "blocks.4:3 + 0.5*amplify"}])
+                                      {"objective": "blocks.4:3 + 0.5*amplify"}, {"decorrelate": 0.0},
+                                      {"decorrelate": 2.0}])
 def test_variants_dream(backbone, photo, settings):
     eng = engine(backbone, layer="blocks.8", **settings)
     before = eng.objective_value(photo)
@@ -141,9 +142,25 @@ def test_variants_dream(backbone, photo, settings):
     assert eng.objective_value(out) > before
 
 
+def test_decorrelated_steps_keep_their_size_and_move_colours_together(backbone, photo):
+    """[dream] decorrelate: the step's change with natural images' colour correlation, the
+    same mean size; its channels agree more (luminance and natural hues, not rainbow)."""
+    def change(d):
+        eng = engine(backbone, layer="blocks.8", decorrelate=d, jitter=0, seed=1)
+        x = to_tensor(photo, eng.device, eng.size)
+        return eng.run_steps(x, 1) - x
+
+    raw, decorrelated = change(0.0), change(1.0)
+    assert decorrelated.abs().mean() == pytest.approx(raw.abs().mean().item(), rel=0.05)   # clamping aside
+
+    def chroma(d):   # the change's colour spread over its size
+        return float((d - d.mean(1, keepdim=True)).abs().mean() / d.abs().mean())
+    assert chroma(decorrelated) < 0.8 * chroma(raw)
+
+
 @pytest.mark.parametrize("bad", [{"layer": "blocks.99"}, {"objective": "bananas:3"},
                                  {"objective": "class:no such thing"}, {"precision": "fp8"},
-                                 {"size": (8, 8)}, {"objective": "channel:x"}])
+                                 {"size": (8, 8)}, {"objective": "channel:x"}, {"decorrelate": 3.0}])
 def test_bad_settings_are_refused(backbone, bad):
     with pytest.raises((ValueError, ObjectiveError)):
         engine(backbone, **bad)
