@@ -34,7 +34,7 @@ class ClipRecording:
         self.reader = ClipReader(path, "source")
         info = self.reader.info
         engine = app.dreamer.engine
-        engine.configure(size=working_size(app.cfg.dream.budget(app.backbone.device.type), info.size))
+        engine.configure(size=working_size(app.dreamer.base_size, info.size))   # [dream]'s budget on this device
         self.dreamer = ClipDreamer(engine, info.fps, app.cfg.motion, app.cfg.attract, app.cfg.render.blend)
         self.music = follow_soundtrack(app.cfg, path, info.fps, engine, app.commands)
         self.stop = threading.Event()

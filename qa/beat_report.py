@@ -23,8 +23,8 @@ from live.audio.clip import follow_soundtrack
 from live.cli import Parser, positive_int
 from live.dream import DreamEngine
 from live.dream.clip import ClipDreamer, ClipReader, dream_clip, frames_to_write, working_size
-from .plotting import pyplot
 from tools.outcome import load_model, outcome
+from .plotting import pyplot
 
 REACH = 3          # frames either side of a beat in which its rise is looked for
 

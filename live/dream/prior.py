@@ -33,20 +33,17 @@ def normalize_mean(g: torch.Tensor) -> torch.Tensor:
 
 
 _BINOMIAL = torch.tensor([[1.0, 4.0, 6.0, 4.0, 1.0]]) / 16.0
-_KERNELS: dict[tuple, torch.Tensor] = {}
 
 
-def _binomial(x: torch.Tensor) -> torch.Tensor:
-    """The binomial kernel on x's device, copied there once (not a transfer per call)."""
-    key = (x.device, x.dtype)
-    if key not in _KERNELS:
-        _KERNELS[key] = _BINOMIAL.to(x.device, x.dtype)
-    return _KERNELS[key]
+@lru_cache(maxsize=8)
+def _binomial(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """The binomial kernel on the device, copied there once (not a transfer per call)."""
+    return _BINOMIAL.to(device, dtype)
 
 
 def _blur_down(x: torch.Tensor) -> torch.Tensor:
     """Binomial blur and halve (one level of the Laplacian pyramid)."""
-    k = _binomial(x)
+    k = _binomial(x.device, x.dtype)
     return filter2d_separable(x, k, k, border_type="replicate")[:, :, ::2, ::2]
 
 
