@@ -268,12 +268,7 @@ class Dreamer(threading.Thread):
                                f"{getattr(out, 'shape', '')} instead of {w}x{h} RGB")
         if getattr(eng, "residual", 0) is None:  # the engine dropped a non-finite step
             raise FloatingPointError("the dream step produced non-finite values")
-        self.steps += self.steps_per_frame
-        now = time.perf_counter()
-        if self.first_dream_at is None:
-            self.first_dream_at = now
-            log.info("first dream %.1f s after the start (%s)", now - STARTED, eng.info.get("backend"))
-        self._times.append((now, self.steps))
+        self.count_pass(eng.info.get("backend"))
         if s.zooming or s.noise:
             self._feedback = out
         self._number += 1
@@ -282,6 +277,17 @@ class Dreamer(threading.Thread):
         self._publish(dream)
         self._adapt(eng)
         return dream
+
+    def count_pass(self, backend: str | None) -> None:
+        """One dream pass done: the step count, the first dream's time and the recent rate
+        (the HUD's and health page's), also for the frame-exact recorder that steps the
+        engine itself."""
+        self.steps += self.steps_per_frame
+        now = time.perf_counter()
+        if self.first_dream_at is None:
+            self.first_dream_at = now
+            log.info("first dream %.1f s after the start (%s)", now - STARTED, backend)
+        self._times.append((now, self.steps))
 
     def _adapt(self, eng: DreamEngine) -> None:
         if eng.last_ms <= 0 or not eng.settled():  # a stand-in's or a trial's speed is not the size's speed

@@ -48,10 +48,7 @@ class ClipRecording:
     def composed(self, frame: np.ndarray, blend: float | None) -> np.ndarray:
         """One frame through the ClipDreamer, counted and offered to the preview."""
         rgb = self.dreamer(frame, blend)
-        d = self.app.dreamer
-        d.steps += d.steps_per_frame
-        if d.first_dream_at is None:
-            d.first_dream_at = time.perf_counter()
+        self.app.dreamer.count_pass(self.dreamer.engine.info.get("backend"))
         self.app.remotes.preview.offer_rgb(rgb)
         for out in self.app.outputs:
             out.offer_rgb(rgb)

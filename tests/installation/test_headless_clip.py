@@ -9,6 +9,7 @@ from conftest import SMALL, nearest_frames, numbered_frame, read_video, small_co
 from live.__main__ import main
 from live.app import App
 from live.config import ConfigError
+from live.headless_clip import ClipRecording
 from live.state import State
 
 
@@ -57,3 +58,19 @@ def test_seconds_alone_records_as_long_as_it_says_not_150_frames(tmp_path):
     assert len(read_video(out)) == 170                            # the whole file: time did not run out
     assert main(["--source", str(clip), "--headless", "--record", str(out), "--log-file", "", *small]) == 0
     assert len(read_video(out)) == 150
+
+
+def test_the_health_page_reads_the_frame_exact_recorders_rate(tmp_path, backbone):
+    """The recorder steps the engine itself (no dreamer thread): its passes still count in
+    the recent rate the health page and HUD read (it read 0.0 steps/s during a recording)."""
+    clip = write_clip(tmp_path / "c.avi", frames=6, size=(64, 48), fps=10)
+    app = App(small_config(), str(clip), backbone=backbone)
+    try:
+        rec = ClipRecording(app, clip, None)
+        assert rec.run(tmp_path / "rec.mp4") == 6
+        figures = app.health_figures()
+    finally:
+        rec.reader.close()
+        app.stop()
+    assert figures["dream_steps"] == 6 * app.dreamer.steps_per_frame
+    assert figures["dream_steps_per_second"] > 0
