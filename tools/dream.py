@@ -27,6 +27,7 @@ from live.dream.clouds import clouds
 from live.dream.files import atomic, check_output as check_writable
 from live.dream.images import feed_back, noise
 from live.dream.offline import Interrupted, OfflineSettings, Renderer, total_steps
+from live.dream.prior import GRAD_NORMS
 from live.dream.video import VIDEO_SUFFIXES, VideoWriter
 from . import targets
 from .outcome import load_model, outcome
@@ -72,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"change per step in 0..1 units (still {STILL.strength})")
     g.add_argument("--jitter", type=int, help=f"random shift in pixels per step (still {STILL.jitter})")
     g.add_argument("--scale-jitter", type=finite, help=f"random rescale 1 +- this per step (class {CLASS.scale_jitter})")
-    g.add_argument("--grad-norm", choices=("mean", "laplacian"), help="gradient normalisation (still mean, class laplacian)")
+    g.add_argument("--grad-norm", choices=GRAD_NORMS, help="gradient normalisation (still mean, class laplacian)")
     g.add_argument("--smooth", type=finite, help=f"blur of the gradient, sigma in pixels (still {STILL.smooth}, class {CLASS.smooth})")
     g.add_argument("--decorrelate", type=finite, help=f"natural-colour preconditioning 0..2 (still {STILL.decorrelate}, class {CLASS.decorrelate})")
     g.add_argument("--tile", type=int, default=STILL.tile, help="gradient tile side in pixels (%(default)s): memory bound")

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from kornia.filters import filter2d_separable, gaussian_blur2d
 
-GRAD_NORMS = ("mean", "laplacian")
+GRAD_NORMS = ("mean", "laplacian", "mixed")
 
 
 def jitter_offsets(jitter: int, rng: random.Random) -> tuple[int, int]:
@@ -67,9 +67,18 @@ def normalize_laplacian(g: torch.Tensor, levels: int = 4) -> torch.Tensor:
     return normalize_mean(out)
 
 
+def normalize_mixed(g: torch.Tensor) -> torch.Tensor:
+    """Half Laplacian, half plain: the broad strokes that make the dream strong and
+    steady, and the gradient's own fine band, which the Laplacian normalisation shrinks to
+    one band's share (at a working size near the screen's, the strokes as fine as it)."""
+    return normalize_mean(normalize_laplacian(g) + normalize_mean(g))
+
+
 def normalize_grad(g: torch.Tensor, how: str = "mean") -> torch.Tensor:
     if how == "laplacian":
         return normalize_laplacian(g)
+    if how == "mixed":
+        return normalize_mixed(g)
     return normalize_mean(g)
 
 

@@ -130,7 +130,7 @@ def test_reset_forgets_the_carried_dream(backbone, photo):
     assert eng.residual is None
 
 
-@pytest.mark.parametrize("settings", [{"precision": "bf16"}, {"grad_norm": "laplacian"},
+@pytest.mark.parametrize("settings", [{"precision": "bf16"}, {"grad_norm": "laplacian"}, {"grad_norm": "mixed"},
                                       {"objective": "blocks.4:3 + 0.5*amplify"}, {"decorrelate": 0.0},
                                       {"decorrelate": 2.0}])
 def test_variants_dream(backbone, photo, settings):

@@ -1,0 +1,25 @@
+"""The gradient normalisations: how much of a step lands in the finest band decides how
+crisp the dream's strokes can be at a working size near the screen's (docs/gpu.md)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from live.dream.prior import GRAD_NORMS, normalize_grad
+
+
+def top_band_share(g: torch.Tensor) -> float:
+    """Share of g's energy finer than half its size holds."""
+    low = F.interpolate(F.avg_pool2d(g, 2), size=g.shape[-2:], mode="bilinear", align_corners=False)
+    return float((g - low).pow(2).sum() / g.pow(2).sum())
+
+
+def test_mixed_keeps_more_of_the_fine_band_than_laplacian_and_less_than_mean():
+    torch.manual_seed(0)
+    fine = torch.randn(1, 3, 96, 128)                       # a network's pixel-scale gradient ...
+    broad = F.interpolate(torch.randn(1, 3, 12, 16), size=(96, 128), mode="bilinear", align_corners=False)
+    g = fine + 0.3 * broad                                  # ... over a broad part
+    share = {how: top_band_share(normalize_grad(g, how)) for how in GRAD_NORMS}
+    assert share["laplacian"] + 0.05 < share["mixed"] < share["mean"] - 0.05, share
+    for how in GRAD_NORMS:                                  # the step size stays in picture units
+        assert abs(float(normalize_grad(g, how).abs().mean()) - 1.0) < 1e-4
