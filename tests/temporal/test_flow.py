@@ -7,7 +7,7 @@ import torch
 from live.dream.images import natural_picture as natural_image
 from live.dream import DreamEngine
 from live.dream.images import to_tensor
-from live.dream.temporal.flow import FlowTracker, ResidualWarp, warp_image, zoom_flow
+from live.dream.temporal.flow import FlowTracker, ResidualWarp, quieted, warp_image, zoom_flow
 
 W, H = 160, 120
 
@@ -180,3 +180,18 @@ def test_a_panned_wall_moves_with_the_camera():
     r = tracker.update(_noisy(shifted(wall, 3, 0), rng))
     flow = r.flow[10:-10, 10:W // 2 - 10]
     assert np.median(flow[..., 0]) == pytest.approx(-3, abs=0.3)
+
+
+def test_the_dream_moves_without_the_flows_noise_but_with_pans_and_walkers():
+    """quieted(): a still room's flow noise (a few tenths of a pixel) shrinks to almost 0, so
+    the carried dream is not resampled along it every frame; a pan (one shift) and a walker
+    (own motion of pixels) keep their motion."""
+    rng = np.random.default_rng(0)
+    noise = rng.normal(0.0, 0.2, (60, 80, 2)).astype(np.float32)
+    mag = lambda f: float(np.hypot(f[..., 0], f[..., 1]).mean())
+    assert mag(quieted(noise)) < 0.4 * mag(noise)     # the measured flow's own deadband (0.15) keeps 0.7 of it
+    pan = noise + np.float32([1.5, -0.5])
+    assert np.allclose(np.median(quieted(pan).reshape(-1, 2), axis=0), [1.5, -0.5], atol=0.05)
+    walker = noise.copy()
+    walker[20:40, 30:45] += np.float32([3.0, 0.0])
+    assert quieted(walker)[20:40, 30:45, 0].mean() > 0.9 * walker[20:40, 30:45, 0].mean()

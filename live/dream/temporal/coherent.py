@@ -4,7 +4,7 @@ the flow, and attract mode feeds the dream back with a zoom. The dreamer thread 
 frame-exact clip renderer both call `TemporalDream`; time comes in as dt."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -12,7 +12,7 @@ import numpy as np
 from ..engine import DreamEngine
 from ..images import feed_back, resize_image
 from ..settings import AttractSettings, MotionSettings
-from .flow import FlowResult, FlowTracker, warp_image, zoom_flow
+from .flow import FlowResult, FlowTracker, quieted, warp_image, zoom_flow
 from .local import LocalMotion
 from .motion import MotionResponse, MotionState
 from .overlay import DreamFrame
@@ -75,6 +75,9 @@ class TemporalDream:
         state = self._respond(result, dt, cut)
         if cut:
             self.engine.reset()
+        elif result is not None:   # the dream and the denoiser move along the flow without its noise
+            result = replace(result, flow=quieted(result.flow))
+            self.tracker.last = result
 
         flow = result.flow if (self.motion.flow and result is not None and not cut) else None
         a = state.attract

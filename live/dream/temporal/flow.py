@@ -93,6 +93,25 @@ def camera_shift(flow: np.ndarray) -> np.ndarray:
     return np.median(flow[::4, ::4].reshape(-1, 2), axis=0).astype(np.float32)
 
 
+SHIFT_DEADBAND = 0.15   # px: the camera's own shift below this is noise
+OWN_DEADBAND = 0.5      # px: a pixel's own motion (apart from the camera's) below about this is noise
+
+
+def _shrunk(flow: np.ndarray, deadband: float) -> np.ndarray:
+    m2 = np.square(_magnitude(flow))
+    return flow * (m2 / (m2 + deadband ** 2))[..., None]
+
+
+def quieted(flow: np.ndarray, deadband: float = OWN_DEADBAND) -> np.ndarray:
+    """The flow with its noise shrunk to 0: each pixel's own motion (apart from the
+    camera's shift) below ~`deadband` px, and the shift itself below SHIFT_DEADBAND. A
+    still room's flow is a few tenths of a pixel of noise; resampling the carried dream
+    along it every frame blurred and shimmered it (docs/depth.md). A pan is one coherent
+    shift and is kept whole; the motion response reads the flow as measured."""
+    shift = camera_shift(flow)
+    return _shrunk(shift.reshape(1, 1, 2), SHIFT_DEADBAND)[0, 0] + _shrunk(flow - shift, deadband)
+
+
 def shift_image(img: np.ndarray, d: np.ndarray) -> np.ndarray:
     """`img` sampled at x + d (the backward-flow convention), border replicated."""
     if not d.any():
@@ -249,8 +268,7 @@ class FlowTracker:
         if self.deadband > 0:
             # a still scene's flow is sensor noise of a few hundredths of a pixel; resampling
             # the dream along it every frame would slowly blur it. Shrink tiny flows to 0.
-            m2 = np.square(_magnitude(flow))
-            flow = flow * (m2 / (m2 + self.deadband ** 2))[..., None]
+            flow = _shrunk(flow, self.deadband)
         return FlowResult(flow.astype(np.float32), conf, motion, change, cut)
 
     def _stay(self, prev: np.ndarray, cur: np.ndarray, flow: np.ndarray,
