@@ -8,6 +8,9 @@ config.toml (and --set); with --dreamed, videos made from IN are measured (same 
 Grey levels (x/255, mean over RGB), after --warm frames, at the clip's full resolution:
   strength = mean |out - in|, overall, on the still part of the scene and on moving pixels;
   flicker  = mean |out(t) - out(t-1)|, overall and on the still part (the input's own beside);
+  steady   = the still part's flicker with the camera's own shift taken out (out(t-1) moved by
+    the input's median flow): a dream that sticks to a shaking scene shakes with it and adds
+    to `flicker` by its own contrast; `steady` is what the dream changes by itself (shimmer);
   warp error = mean |warp(out(t-1)) - out(t)| (cubic) along the INPUT's flow where it stays inside
     the picture (a pan: the dream should move with the scene), beside the input's own;
   late     = strength on the still part in the last two thirds (the dream has had time to grow);
@@ -143,6 +146,7 @@ def measure(ins: Iterable[np.ndarray], outs: dict[str, Iterable[np.ndarray]], mo
         if t >= warm:
             mv, st = up(moving[t], cur.shape), up(still[t], cur.shape)
             flow, inside = pan_flow(dis, cur, prev["input"])
+            shift = camera_shift(flow)
             for name, scr in screens.items():
                 a, d = acc[name], absdiff(scr, cur)
                 a.add("strength", d)
@@ -156,6 +160,7 @@ def measure(ins: Iterable[np.ndarray], outs: dict[str, Iterable[np.ndarray]], mo
                 f = absdiff(scr, prev[name])
                 a.add("flicker", f)
                 a.add("flicker_still", f, st)
+                a.add("flicker_steady", absdiff(shift_image(prev[name], shift), scr), st)
                 a.add("warp_error", absdiff(warp_image(prev[name], flow, interp=cv2.INTER_CUBIC), scr), inside)
         prev = screens
     return acc, kept
@@ -164,13 +169,14 @@ def measure(ins: Iterable[np.ndarray], outs: dict[str, Iterable[np.ndarray]], mo
 def summary(acc: dict[str, Acc]) -> dict[str, dict[str, float]]:
     """The table: per output, its measures and their ratios to the input's own."""
     keys = ("strength", "strength_still", "strength_late", "strength_moving", "flicker", "flicker_still",
-            "warp_error")
+            "flicker_steady", "warp_error")
     res = {name: {k: a.get(k) for k in keys} for name, a in acc.items()}
     i = res["input"]
     for name, r in res.items():
         r["fine"] = acc[name].get("energy_fine") / max(acc[name].get("energy_still"), 1e-9)
         r["moving_vs_still"] = r["strength_moving"] / max(r["strength_still"], 1e-6)
         r["flicker_still_x_input"] = r["flicker_still"] / max(i["flicker_still"], 1e-6)
+        r["flicker_steady_x_input"] = r["flicker_steady"] / max(i["flicker_steady"], 1e-6)
         r["warp_x_input"] = r["warp_error"] / max(i["warp_error"], 1e-6)
     return res
 
@@ -178,7 +184,8 @@ def summary(acc: dict[str, Acc]) -> dict[str, dict[str, float]]:
 COLUMNS = [("strength", "strength"), ("strength_still", "str still"), ("strength_late", "late"),
            ("fine", "fine"), ("strength_moving", "str moving"),
            ("moving_vs_still", "mov/still"), ("flicker", "flicker"), ("flicker_still", "flk still"),
-           ("flicker_still_x_input", "x input"), ("warp_error", "warp err"), ("warp_x_input", "x input")]
+           ("flicker_still_x_input", "x input"), ("flicker_steady", "steady"), ("flicker_steady_x_input", "x input"),
+           ("warp_error", "warp err"), ("warp_x_input", "x input")]
 
 
 def print_table(res: dict[str, dict[str, float]]) -> None:

@@ -65,3 +65,34 @@ def test_clip_report_fine_share_late_strength_and_growth_curve(tmp_path):
     assert res["smooth"]["strength_still"] == pytest.approx(15.5, abs=3)       # frames 1..29
     curve = report["strength_still_per_second"]["smooth"]
     assert curve == pytest.approx([15, 30], abs=3)
+
+
+BIG = natural_picture(384, 300, seed=11)
+PATTERN = (natural_picture(384, 300, seed=12).astype(np.int32).mean(-1) - 128).astype(np.int32)
+
+
+def shaken(i: int, pattern: str = "") -> np.ndarray:
+    """The scene with the camera shaking 3 px up and down; a pattern that sticks to the
+    scene (a dream that follows it) or to the screen (one that does not)."""
+    y = 3 * (i % 2)
+    img = BIG.astype(np.int32) + (PATTERN[..., None] if pattern == "stuck" else 0)
+    img = img[y:y + 288]
+    if pattern == "screen":
+        img = img + PATTERN[:288, :, None]
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def test_clip_report_steady_flicker_takes_the_camera_shake_out(tmp_path):
+    """On a shaking camera a dream stuck to the scene shakes with it: the plain flicker
+    counts that against it, the steady flicker counts the one stuck to the screen."""
+    kw = {"frames": 20, "size": (384, 288), "fps": 10}
+    clip = write_clip(tmp_path / "shake.avi", picture=shaken, **kw)
+    stuck = write_clip(tmp_path / "stuck.avi", picture=lambda i: shaken(i, "stuck"), **kw)
+    screen = write_clip(tmp_path / "screen.avi", picture=lambda i: shaken(i, "screen"), **kw)
+    out = tmp_path / "report"
+    assert main(["--clip", str(clip), "--dreamed", str(stuck), "--dreamed", str(screen), "--labels", "stuck,screen",
+                 "--warm", "2", "--out", str(out)]) == 0
+    res = json.loads((out / "clip.json").read_text())["results"]
+    assert res["screen"]["flicker_still"] < res["stuck"]["flicker_still"]
+    assert res["screen"]["flicker_steady"] > 2 * res["stuck"]["flicker_steady"]
+    assert res["input"]["flicker_steady"] < 0.5 * res["input"]["flicker_still"]
