@@ -161,7 +161,10 @@ def measure(ins: Iterable[np.ndarray], outs: dict[str, Iterable[np.ndarray]], mo
                 a.add("flicker", f)
                 a.add("flicker_still", f, st)
                 a.add("flicker_steady", absdiff(shift_image(prev[name], shift), scr), st)
-                a.add("warp_error", absdiff(warp_image(prev[name], flow, interp=cv2.INTER_CUBIC), scr), inside)
+                werr = absdiff(warp_image(prev[name], flow, interp=cv2.INTER_CUBIC), scr)
+                a.add("warp_error", werr, inside)
+                a.add("warp_still", werr, inside & st)
+                a.add("warp_moving", werr, inside & mv)
         prev = screens
     return acc, kept
 
@@ -169,7 +172,7 @@ def measure(ins: Iterable[np.ndarray], outs: dict[str, Iterable[np.ndarray]], mo
 def summary(acc: dict[str, Acc]) -> dict[str, dict[str, float]]:
     """The table: per output, its measures and their ratios to the input's own."""
     keys = ("strength", "strength_still", "strength_late", "strength_moving", "flicker", "flicker_still",
-            "flicker_steady", "warp_error")
+            "flicker_steady", "warp_error", "warp_still", "warp_moving")
     res = {name: {k: a.get(k) for k in keys} for name, a in acc.items()}
     i = res["input"]
     for name, r in res.items():

@@ -76,7 +76,7 @@ class MotionSettings:
     enabled: bool = True                          # motion scales the dream
     flow: bool = True                             # warp the carried dream along optical flow
     flow_preset: str = choice("ultrafast", "ultrafast", "fast", "medium")
-    fb_check: bool = True                         # forward-backward flow check (occlusions)
+    fb_check: bool = True                         # forward-backward flow check: a disagreeing pixel takes the camera's motion
     cut_confidence: float = bounded(0.3, 0.0, 1.0)  # mean flow confidence below which a frame is a cut
     denoise: float = bounded(0.5, 0.0, 0.95)      # temporal averaging of the still camera picture
     local: bool = True                            # per-pixel response (walkers show through, the room dreams on)

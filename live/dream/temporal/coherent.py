@@ -76,7 +76,8 @@ class TemporalDream:
         if cut:
             self.engine.reset()
         elif result is not None:   # the dream and the denoiser move along the flow without its noise
-            result = replace(result, flow=quieted(result.flow))
+            moving = state.level if isinstance(state.level, np.ndarray) else None
+            result = replace(result, flow=quieted(result.flow, moving=moving))
             self.tracker.last = result
 
         flow = result.flow if (self.motion.flow and result is not None and not cut) else None

@@ -102,14 +102,20 @@ def _shrunk(flow: np.ndarray, deadband: float) -> np.ndarray:
     return flow * (m2 / (m2 + deadband ** 2))[..., None]
 
 
-def quieted(flow: np.ndarray, deadband: float = OWN_DEADBAND) -> np.ndarray:
+def quieted(flow: np.ndarray, deadband: float = OWN_DEADBAND, moving: np.ndarray | None = None) -> np.ndarray:
     """The flow with its noise shrunk to 0: each pixel's own motion (apart from the
     camera's shift) below ~`deadband` px, and the shift itself below SHIFT_DEADBAND. A
     still room's flow is a few tenths of a pixel of noise; resampling the carried dream
     along it every frame blurred and shimmered it (docs/depth.md). A pan is one coherent
-    shift and is kept whole; the motion response reads the flow as measured."""
+    shift and is kept whole; the motion response reads the flow as measured.
+    `moving` (h x w, 0..1: the motion response's level) keeps a pixel's own motion only
+    as far as something moves there: DIS's flow on a still room's texture wanders by
+    more than any deadband here and there (at 640x480 flicker 1.42x -> 1.30x)."""
     shift = camera_shift(flow)
-    return _shrunk(shift.reshape(1, 1, 2), SHIFT_DEADBAND)[0, 0] + _shrunk(flow - shift, deadband)
+    own = _shrunk(flow - shift, deadband)
+    if moving is not None:
+        own *= moving[..., None]
+    return _shrunk(shift.reshape(1, 1, 2), SHIFT_DEADBAND)[0, 0] + own
 
 
 def shift_image(img: np.ndarray, d: np.ndarray) -> np.ndarray:
@@ -193,7 +199,8 @@ class ResidualWarp:
 
 class FlowTracker:
     """DIS optical flow between consecutive working-size frames, with a confidence map
-    (photometric error x forward-backward consistency) and scene-cut detection.
+    (the photometric error of the flow, where the forward and backward flows disagree
+    the camera's shift) and scene-cut detection.
 
     Use `update(frame)` once per camera frame, then give the engine `flow=result.flow` and
     `warp=tracker.warp`: the warp fades the residual by the confidence of that flow."""
@@ -241,15 +248,13 @@ class FlowTracker:
     def measure(self, prev: np.ndarray, cur: np.ndarray) -> FlowResult:
         """Backward flow cur -> prev and how far to trust it, for two grey frames."""
         flow = self._dis.calc(cur, prev, None)
+        sigma = self.photo_sigma
+        if self.fb_check:
+            flow, agree = self._consistent(prev, cur, flow)
+            sigma = self.photo_floor + (self.photo_sigma - self.photo_floor) * agree
         warped = warp_image(prev, flow).astype(np.float32)
         err = cv2.blur(np.abs(cur.astype(np.float32) - warped), (5, 5))
-        conf = np.exp(-np.square(np.maximum(err - self.photo_floor, 0.0) / self.photo_sigma))
-        if self.fb_check:
-            fwd = self._dis.calc(prev, cur, None)
-            back = warp_image(fwd, flow)  # forward flow at the source of each new pixel
-            mismatch = _magnitude(flow + back)
-            tol = self.fb_sigma + 0.05 * _magnitude(flow)
-            conf *= np.exp(-np.square(mismatch / tol))
+        conf = np.exp(-np.square(np.maximum(err - self.photo_floor, 0.0) / sigma))
         h, w = cur.shape
         xs, ys = _pixel_grid(h, w)
         sx, sy = xs + flow[..., 0], ys + flow[..., 1]
@@ -271,6 +276,22 @@ class FlowTracker:
             flow = _shrunk(flow, self.deadband)
         return FlowResult(flow.astype(np.float32), conf, motion, change, cut)
 
+    def _consistent(self, prev: np.ndarray, cur: np.ndarray, flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The forward-backward check decides which motion a pixel takes, not how far the
+        dream is trusted: where the two flows disagree, the pixel's own motion (apart from
+        the camera's) is noise or an occlusion and it takes the camera's shift; whether that
+        explains the picture is then the photometric check's to say, as strictly as `_stay`
+        (within sensor noise: an occlusion fails it). Fading by the mismatch was a hidden
+        decay of 2-4% a frame on a still room's texture, a third of the dream's depth at
+        640x480 (docs/depth.md). Returns the flow and how far the two agreed (0..1)."""
+        fwd = self._dis.calc(prev, cur, None)
+        back = warp_image(fwd, flow)  # forward flow at the source of each new pixel
+        mismatch = _magnitude(flow + back)
+        tol = self.fb_sigma + 0.05 * _magnitude(flow)
+        agree = np.exp(-np.square(mismatch / tol)).astype(np.float32)
+        shift = camera_shift(flow)
+        return (shift + (flow - shift) * agree[..., None]).astype(np.float32), agree
+
     def _stay(self, prev: np.ndarray, cur: np.ndarray, flow: np.ndarray,
               conf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The other explanation of a pixel: it moved with the camera (for a still camera:
@@ -283,7 +304,7 @@ class FlowTracker:
         err = cv2.blur(cv2.absdiff(cur, shift_image(prev, shift)).astype(np.float32), (5, 5))
         # strict: "the same picture" must hold within sensor noise (the floor), not 16 levels
         still = np.exp(-np.square(np.maximum(err - self.photo_floor, 0.0) / self.photo_floor))
-        better = still > conf + STAY_MARGIN
+        better = still + STAY_MARGIN >= conf
         flow = flow.copy()
         flow[better] = shift   # not np.where with the shift broadcast: 0.8 ms at 368x208, this 0.05
         return flow, np.where(better, still, conf).astype(np.float32)
