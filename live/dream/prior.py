@@ -14,7 +14,16 @@ import torch
 import torch.nn.functional as F
 from kornia.filters import filter2d_separable, gaussian_blur2d
 
-GRAD_NORMS = ("mean", "laplacian", "mixed")
+GRAD_NORMS = ("mean", "laplacian", "mixed", "auto")
+# "auto": mixed from this working width up (near a screen's resolution: its fine band is the
+# screen's, fine 0.30 at 640x480), laplacian below (at 320x240 mixed is weaker and no finer).
+# The width is the picture's at trace time, so an exported step holds its size's choice.
+AUTO_MIXED_WIDTH = 480
+# mixed puts half its step into the fine band, which changes with the jitter and does not
+# pile up: at the same strength its dream is shallower (pedestrians.mp4 at 640x480, late
+# 19.7 against 21.6). "auto" gives it the step that makes up for that (late 21.2, fine 0.31,
+# flicker 1.24x: docs/depth.md).
+AUTO_MIXED_GAIN = 0.014 / 0.012
 
 
 def jitter_offsets(jitter: int, rng: random.Random) -> tuple[int, int]:
@@ -75,6 +84,10 @@ def normalize_mixed(g: torch.Tensor) -> torch.Tensor:
 
 
 def normalize_grad(g: torch.Tensor, how: str = "mean") -> torch.Tensor:
+    if how == "auto":
+        if g.shape[-1] >= AUTO_MIXED_WIDTH:
+            return normalize_mixed(g) * AUTO_MIXED_GAIN
+        how = "laplacian"
     if how == "laplacian":
         return normalize_laplacian(g)
     if how == "mixed":

@@ -51,7 +51,7 @@ class DreamSettings:
     strength: float = bounded(0.012, 0.0, 0.5)   # step size, picture units per step
     jitter: int = bounded(8, 0, 64)
     decay: float = bounded(1.0, 0.0, 1.0)        # share of the carried dream kept per step where the room is still
-    grad_norm: str = choice("laplacian", "mean", "laplacian", "mixed")  # laplacian: broader, steadier
+    grad_norm: str = choice("auto", "mean", "laplacian", "mixed", "auto")  # laplacian: broader, steadier
     momentum: float = bounded(0.8, 0.0, 0.99)    # average each frame's step with the last ones: no shimmer
     limit: float = bounded(0.3, 0.01, 1.0)       # soft ceiling of the carried dream per pixel (picture units)
     decorrelate: float = bounded(0.5, 0.0, 2.0)  # natural hues instead of rainbow fringes (0 = off)

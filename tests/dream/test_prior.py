@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from live.dream.prior import GRAD_NORMS, normalize_grad
+from live.dream.prior import AUTO_MIXED_GAIN, GRAD_NORMS, normalize_grad
 
 
 def top_band_share(g: torch.Tensor) -> float:
@@ -19,7 +19,18 @@ def test_mixed_keeps_more_of_the_fine_band_than_laplacian_and_less_than_mean():
     fine = torch.randn(1, 3, 96, 128)                       # a network's pixel-scale gradient ...
     broad = F.interpolate(torch.randn(1, 3, 12, 16), size=(96, 128), mode="bilinear", align_corners=False)
     g = fine + 0.3 * broad                                  # ... over a broad part
-    share = {how: top_band_share(normalize_grad(g, how)) for how in GRAD_NORMS}
+    share = {how: top_band_share(normalize_grad(g, how)) for how in GRAD_NORMS if how != "auto"}
     assert share["laplacian"] + 0.05 < share["mixed"] < share["mean"] - 0.05, share
-    for how in GRAD_NORMS:                                  # the step size stays in picture units
+    for how in ("mean", "laplacian", "mixed"):              # the step size stays in picture units
         assert abs(float(normalize_grad(g, how).abs().mean()) - 1.0) < 1e-4
+
+
+def test_auto_is_laplacian_at_a_cpus_size_and_mixed_near_a_screens():
+    """"auto" decides by the picture's width, so a step traced at one size keeps its choice;
+    mixed with the larger step that gives it the laplacian's depth."""
+    torch.manual_seed(1)
+    for w, same, gain in ((320, "laplacian", 1.0), (368, "laplacian", 1.0), (640, "mixed", AUTO_MIXED_GAIN),
+                          (736, "mixed", AUTO_MIXED_GAIN)):
+        g = torch.randn(1, 3, w * 3 // 4, w)
+        assert torch.allclose(normalize_grad(g, "auto"), normalize_grad(g, same) * gain), w
+    assert 1.1 < AUTO_MIXED_GAIN < 1.25
