@@ -106,6 +106,9 @@ def test_tracker_warp_uses_the_confidence_of_its_own_flow_only(scene):
     assert faded[0, 0, 60, 80] < 0.3 and faded[0, 0, 10, 10] > 0.9
     foreign = tracker.warp(res, r.flow.copy())  # not the tracker's flow: no confidence applied
     assert foreign[0, 0, 60, 80] > 0.9
+    steered = r.flow * 0.5                      # the flow the dream moves along instead (quieted)
+    tracker.steer(steered)
+    assert tracker.warp(res, steered)[0, 0, 60, 80] < 0.3 and tracker.warp(res, r.flow)[0, 0, 60, 80] > 0.9
 
 
 def test_zoom_flow_zooms_about_the_centre():

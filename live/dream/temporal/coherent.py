@@ -4,7 +4,7 @@ the flow, and attract mode feeds the dream back with a zoom. The dreamer thread 
 frame-exact clip renderer both call `TemporalDream`; time comes in as dt."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -77,8 +77,8 @@ class TemporalDream:
             self.engine.reset()
         elif result is not None:   # the dream and the denoiser move along the flow without its noise
             moving = state.level if isinstance(state.level, np.ndarray) else None
-            result = replace(result, flow=quieted(result.flow, moving=moving))
-            self.tracker.last = result
+            self.tracker.steer(quieted(result.flow, moving=moving))
+            result = self.tracker.last
 
         flow = result.flow if (self.motion.flow and result is not None and not cut) else None
         a = state.attract
@@ -92,7 +92,7 @@ class TemporalDream:
             state.gain *= 1.0 + (self.attract.gain - 1.0) * a
             flow = zf if flow is None else ((1.0 - a) * flow + a * zf).astype(np.float32)
             if result is not None and flow is not result.flow:
-                self.tracker.last = FlowResult(flow, result.confidence, result.motion, result.change, cut)
+                self.tracker.steer(flow)
         out = self.engine.dream(base, flow=flow, gain=state.gain, carry=state.carry)
         self.previous = out
         self.state = state

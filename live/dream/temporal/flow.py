@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -46,7 +46,7 @@ def grey(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return resize_image(g, size)
 
 
-STAY_MARGIN = 0.05   # how much better "moved with the camera" must explain a pixel than the flow
+STAY_MARGIN = 0.05   # a tie: "moved with the camera" taken while it explains a pixel nearly as well as the flow
 
 _GRIDS: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
@@ -295,8 +295,9 @@ class FlowTracker:
     def _stay(self, prev: np.ndarray, cur: np.ndarray, flow: np.ndarray,
               conf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The other explanation of a pixel: it moved with the camera (for a still camera:
-        it did not move). Where that explains the picture better than the flow, the pixel
-        takes the camera's motion and the trust of that explanation. DIS's flow on weak
+        it did not move). Where that explains the picture about as well as the flow or
+        better (a flat wall: any flow explains it), the pixel takes the camera's motion and
+        the better of the two trusts (the lesser would be a fade again). DIS's flow on weak
         texture is noisy, its forward and backward flows disagree by a pixel or more, the
         more so the longer between two dream steps: the forward-backward check alone faded
         a still wall's dream by about 10% per step at 8 steps/s (pedestrians.mp4)."""
@@ -308,6 +309,12 @@ class FlowTracker:
         flow = flow.copy()
         flow[better] = shift   # not np.where with the shift broadcast: 0.8 ms at 368x208, this 0.05
         return flow, np.where(better, np.maximum(still, conf), conf).astype(np.float32)
+
+    def steer(self, flow: np.ndarray) -> None:
+        """The flow the dream moves along instead of the measured one (quieted, or blended
+        with attract mode's zoom): `warp` fades by this frame's confidence along it."""
+        if self.last is not None:
+            self.last = replace(self.last, flow=flow)
 
     def warp(self, residual: torch.Tensor, flow: np.ndarray) -> torch.Tensor:
         """The engine's `warp=` hook: move the residual along `flow` and fade it where the
