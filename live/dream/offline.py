@@ -44,7 +44,7 @@ class OfflineSettings:
     strength: float = 0.012      # mean change per step, picture units (0..1)
     jitter: int = 32             # random roll in pixels before each step
     scale_jitter: float = 0.0    # random rescale by 1 +- this inside the graph
-    grad_norm: str = "mean"      # mean | laplacian | mixed
+    grad_norm: str = "mean"      # mean | laplacian | mixed | auto (by width: laplacian below 480, mixed from it)
     smooth: float = 0.7          # Gaussian blur of the gradient, sigma in pixels
     decorrelate: float = 0.5     # colour-correlation preconditioning of the gradient (0..2)
     tile: int = 512              # gradient tile side: bounds memory for any picture size
