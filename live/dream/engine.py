@@ -17,11 +17,11 @@ import numpy as np
 import torch
 
 from models import Backbone
-from . import backends, gpu, objectives as obj
+from . import backends, gpu, objectives as obj, tiles
 from .backends.auto import Meter, precision_for
 from .backends.pool import Build, StepPool, build_step
 from .images import to_image, to_image_checked, to_tensor
-from .prior import decorrelate_change, jitter_offsets, roll
+from .prior import decorrelate_change, jitter_offsets, resolve_norm, roll
 from .settings import DreamSettings, check
 from .step import DreamStep, LayerTap
 
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 _DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # What the engine itself uses of [dream]; the rest (model, device, adaptive ...) is the installation's.
-ENGINE_SETTINGS = ("layer", "size", "steps_per_frame", "strength", "jitter", "objective", "precision",
+ENGINE_SETTINGS = ("layer", "size", "tile", "steps_per_frame", "strength", "jitter", "objective", "precision",
                    "backend", "decay", "grad_norm", "momentum", "limit", "decorrelate")
 Warp = Callable[[torch.Tensor, np.ndarray], torch.Tensor]
 POOLS_KEPT = 6   # layers/objectives whose built steps are kept, so switching back is instant
@@ -78,6 +78,8 @@ class DreamEngine:
         self.warp = warp
         self.last_ms = 0.0
         self._nonfinite_logged = False
+        self._visits = 0      # tiles stepped so far (round robin)
+        self._gain = 1.0      # the step gain of the normalisation "auto" resolved to
         base = settings or DreamSettings()
         for name in ENGINE_SETTINGS:
             setattr(self, name, getattr(base, name))
@@ -103,16 +105,17 @@ class DreamEngine:
             self.precision = precision_for(self.device)  # measured once: fp32 on CPU, fp16 on CUDA
 
     def _ensure_step(self) -> backends.Steps:
-        key = (self.layer, self.objective, self.precision, self.backend, self.grad_norm)
+        norm, self._gain = resolve_norm(self.grad_norm, self.size[0])   # by the working width, not the tile's
+        key = (self.layer, self.objective, self.precision, self.backend, norm)
         if key != self._key:
             self._close_tap()
             objective = obj.for_backbone(self.objective, self.layer, self.backbone)
             self._tap = LayerTap(self.backbone, objective.layers)
             self._finalizer = weakref.finalize(self, self._tap.close)  # no stray hooks
-            self._torch_step = DreamStep(self._tap, objective, self.grad_norm, _DTYPES[self.precision])
+            self._torch_step = DreamStep(self._tap, objective, norm, _DTYPES[self.precision])
             for other in self._pools.values():
                 other.pause()
-            self._step = backends.steps_for(self.backend, self.backbone, self._torch_step, self.size,
+            self._step = backends.steps_for(self.backend, self.backbone, self._torch_step, self.step_size(),
                                             pool=lambda: self._pool(key))
             self._key = key
         return self._step
@@ -120,7 +123,7 @@ class DreamEngine:
     def _pool(self, key: tuple) -> StepPool:
         """The pool of built steps for these settings (kept for a few settings, so going
         back to a layer is instant)."""
-        pool = self._pools.pop(key, None) or StepPool(self.backbone, self.layer, self.objective, self.grad_norm,
+        pool = self._pools.pop(key, None) or StepPool(self.backbone, self.layer, self.objective, key[-1],
                                                       self.precision, self.backend, **self._pool_options)
         self._pools[key] = pool
         while len(self._pools) > POOLS_KEPT:
@@ -128,36 +131,41 @@ class DreamEngine:
         pool.eager = self._torch_step
         return pool
 
+    def step_size(self, size: tuple[int, int] | None = None) -> tuple[int, int]:
+        """What one step dreams on at working size `size` (default: the current one): the
+        whole picture, or one `tile` of it (tiles.py)."""
+        return tiles.tile_size(tuple(size or self.size), tuple(self.tile))
+
     def prepare(self, sizes: list[tuple[int, int]]) -> None:
         """Have the steps for these working sizes built ahead (the adaptive ladder), so a
         size change finds its step ready."""
         step = self._ensure_step()
         for size in sizes:
-            step.want(tuple(size))
+            step.want(self.step_size(size))
 
     def ready(self, size: tuple[int, int] | None = None) -> bool:
-        """Is the step for `size` (default: the current size) in its final form, so its
-        speed is the real one? False while an export or compile is still under way."""
-        return self._ensure_step().ready(tuple(size or self.size))
+        """Is the step for working size `size` (default: the current size) in its final form,
+        so its speed is the real one? False while an export or compile is still under way."""
+        return self._ensure_step().ready(self.step_size(size))
 
     def settled(self) -> bool:
         """Ready, and not in the middle of auto's trial: the speed measured now is the speed
         this size will dream at (what adaptive quality may judge it by)."""
-        return self._ensure_step().decided(tuple(self.size))
+        return self._ensure_step().decided(self.step_size())
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         """Block until the current size's step is built (tools and tests, never the live dream)."""
-        self._ensure_step().wait(tuple(self.size), timeout)
+        self._ensure_step().wait(self.step_size(), timeout)
         return self.ready()
 
     def current_step(self) -> backends.Step:
         """The step object that runs at the current size (tools: where it runs)."""
-        return self._ensure_step().current(tuple(self.size)) or self._torch_step
+        return self._ensure_step().current(self.step_size()) or self._torch_step
 
     @property
     def running(self) -> str:
         """The backend that ran the last step (auto: what it picked; while an export builds: torch)."""
-        return self._step.running(tuple(self.size)) if self._step is not None else backends.EAGER
+        return self._step.running(self.step_size()) if self._step is not None else backends.EAGER
 
     def _close_tap(self) -> None:
         if self._tap is not None:
@@ -249,9 +257,22 @@ class DreamEngine:
         return (start + vel).clamp(0.0, 1.0)
 
     def run_steps(self, x: torch.Tensor, n: int, strength: float | None = None) -> torch.Tensor:
-        """n jittered gradient-ascent steps on a working tensor (jitter stays outside the step)."""
+        """n jittered gradient-ascent steps on a working tensor, on the whole of it or on
+        this call's tile (the rest stays as it is)."""
         step = self._ensure_step()
-        strength = self.strength if strength is None else strength
+        strength = (self.strength if strength is None else strength) * self._gain
+        size = (int(x.shape[-1]), int(x.shape[-2]))
+        tw, th = tiles.tile_size(size, tuple(self.tile))
+        if (tw, th) == size:
+            return self._steps(x, n, strength, step)
+        x0, y0 = tiles.tile_at(size, (tw, th), self._visits, self._rng)
+        self._visits += 1
+        out = x.clone()
+        out[..., y0:y0 + th, x0:x0 + tw] = self._steps(x[..., y0:y0 + th, x0:x0 + tw].contiguous(), n, strength, step)
+        return out
+
+    def _steps(self, x: torch.Tensor, n: int, strength: float, step: backends.Steps) -> torch.Tensor:
+        """n jittered gradient-ascent steps (jitter stays outside the step)."""
         jitter = min(self.jitter, min(x.shape[-2:]) // 4)
         for _ in range(n):
             dy, dx = jitter_offsets(jitter, self._rng)

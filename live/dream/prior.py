@@ -83,11 +83,19 @@ def normalize_mixed(g: torch.Tensor) -> torch.Tensor:
     return normalize_mean(normalize_laplacian(g) + normalize_mean(g))
 
 
+def resolve_norm(how: str, width: int) -> tuple[str, float]:
+    """The normalisation "auto" stands for at a picture `width` wide, and its step gain.
+    The dream engine resolves it by its working width (a tile of a wider picture dreams
+    that picture's strokes), so the step it builds and exports is the plain one."""
+    if how != "auto":
+        return how, 1.0
+    return ("mixed", AUTO_MIXED_GAIN) if width >= AUTO_MIXED_WIDTH else ("laplacian", 1.0)
+
+
 def normalize_grad(g: torch.Tensor, how: str = "mean") -> torch.Tensor:
-    if how == "auto":
-        if g.shape[-1] >= AUTO_MIXED_WIDTH:
-            return normalize_mixed(g) * AUTO_MIXED_GAIN
-        how = "laplacian"
+    how, gain = resolve_norm(how, g.shape[-1])
+    if gain != 1.0:
+        return normalize_grad(g, how) * gain
     if how == "laplacian":
         return normalize_laplacian(g)
     if how == "mixed":

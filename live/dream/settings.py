@@ -47,6 +47,7 @@ class DreamSettings:
     objective: str = "amplify"
     size: tuple[int, int] = bounded((320, 240), 32, 4096)  # pixel budget; the shape follows the source
     gpu_size: tuple[int, int] = bounded((640, 480), 32, 4096)  # the budget where the dream runs on CUDA
+    tile: tuple[int, int] = bounded((0, 0), 0, 4096)  # one step's pixel budget; a larger working size is dreamed a tile at a time
     steps_per_frame: int = bounded(1, 1, 100)
     strength: float = bounded(0.012, 0.0, 0.5)   # step size, picture units per step
     jitter: int = bounded(8, 0, 64)
@@ -80,7 +81,7 @@ class MotionSettings:
     cut_confidence: float = bounded(0.3, 0.0, 1.0)  # mean flow confidence below which a frame is a cut
     denoise: float = bounded(0.5, 0.0, 0.95)      # temporal averaging of the still camera picture
     local: bool = True                            # per-pixel response (walkers show through, the room dreams on)
-    still: float = bounded(6.0, 0.0, 10000)       # px/s of flow (working size, smoothed) that still counts as still
+    still: float = bounded(6.0, 0.0, 10000)       # px/s of flow (at the step's size, smoothed) that still counts as still
     moving: float = bounded(20.0, 0.1, 10000)     # px/s that counts as full motion
     sigma: float = bounded(3.0, 0.0, 50)          # px (at 320 wide): blur of the motion map
     dilate: int = bounded(3, 0, 50)               # px (at 320 wide): a walker's flow spreads this far first

@@ -11,7 +11,7 @@ from live.dream.settings import DreamSettings
 
 # a value other than the default for every [dream] key (and inside its range)
 WALKED = {"model": "efficientnet_lite0", "layer": "blocks.8", "objective": "channel:3", "size": (128, 96),
-          "gpu_size": (512, 384),
+          "gpu_size": (512, 384), "tile": (64, 48),
           "steps_per_frame": 2, "strength": 0.02, "jitter": 5, "decay": 0.9, "grad_norm": "mean",
           "momentum": 0.5, "limit": 0.4, "decorrelate": 1.0, "precision": "bf16", "backend": "torch", "device": "cpu",
           "adaptive": False, "target_steps_per_second": 12.5, "zoom": 1.05}

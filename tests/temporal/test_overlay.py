@@ -77,6 +77,19 @@ def test_no_ghost_where_a_moving_square_was():
     assert whole[84:156, 82:98].mean() > 30                   # ... showed the square's ghost there
 
 
+def test_the_dreams_grey_may_be_smaller_than_its_detail():
+    """A picture dreamed a tile at a time measures its flow at the tile's size: the detail
+    (working size) moves along that flow brought up to it."""
+    before, now = _room_with_square(80), _room_with_square(100)
+    small = cv2.resize(before, (160, 120), interpolation=cv2.INTER_AREA)
+    detail = np.zeros((120, 160, 3), np.int16)
+    detail[40:80, 40:80] = 40
+    dream = DreamFrame((small + detail).clip(0, 255).astype(np.uint8), small, 1.0,
+                       cv2.cvtColor(cv2.resize(small, (80, 60), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY))
+    out = Overlay().compose(now, dream, 1.0).astype(int) - now
+    assert np.abs(out[84:156, 82:98]).mean() < 4 and out[90:150, 110:170].mean() > 12
+
+
 def test_confidence_fades_the_detail_where_the_flow_fails():
     """A patch of new content (a hand in front of the camera) cannot be traced back to
     the dream's frame: the detail fades there, and only there."""

@@ -4,7 +4,7 @@ the flow, and attract mode feeds the dream back with a zoom. The dreamer thread 
 frame-exact clip renderer both call `TemporalDream`; time comes in as dt."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -12,7 +12,7 @@ import numpy as np
 from ..engine import DreamEngine
 from ..images import feed_back, resize_image
 from ..settings import AttractSettings, MotionSettings
-from .flow import FlowResult, FlowTracker, quieted, warp_image, zoom_flow
+from .flow import FlowResult, FlowTracker, quieted, resize_flow, warp_image, zoom_flow
 from .local import LocalMotion
 from .motion import MotionResponse, MotionState
 from .overlay import DreamFrame
@@ -24,6 +24,13 @@ def attract_input(frame: np.ndarray, previous: np.ndarray | None, weight: float,
     if previous is None or weight <= 0.0 or previous.shape != frame.shape:
         return frame
     return feed_back(previous, attract.zoom, attract.rotate, frame, weight)
+
+
+def _at(state: MotionState, size: tuple[int, int]) -> MotionState:
+    """The motion response's maps (measured at the flow's size) at the working size."""
+    maps = {k: resize_image(v, size) for k in ("level", "gain", "carry", "blend")
+            if isinstance(v := getattr(state, k), np.ndarray)}
+    return replace(state, **maps) if maps else state
 
 
 @dataclass
@@ -47,9 +54,14 @@ class TemporalDream:
         self._track(self.engine.size)
 
     def _track(self, size: tuple[int, int]) -> None:
-        """A fresh flow history at the working size (at start and after a size change)."""
+        """A fresh flow history (at start and after a size change). Flow and motion are
+        measured at the size one step dreams on: the working size, or its tile when a
+        larger picture is dreamed a tile at a time (their cost stays the step's; the
+        flow of walkers and of a still room needs no finer grid) and brought up to it."""
         m = self.motion
-        self.tracker = FlowTracker(size, preset=m.flow_preset, fb_check=m.fb_check, cut_confidence=m.cut_confidence)
+        self.size = tuple(size)
+        self.tracker = FlowTracker(self.engine.step_size(size), preset=m.flow_preset, fb_check=m.fb_check,
+                                   cut_confidence=m.cut_confidence)
         if m.flow:
             self.engine.warp = self.tracker.warp
         self.previous: np.ndarray | None = None
@@ -66,19 +78,24 @@ class TemporalDream:
 
     def __call__(self, frame: np.ndarray, dt: float) -> tuple[np.ndarray, MotionState]:
         """Dream one camera frame `dt` seconds after the previous one."""
-        if tuple(self.tracker.size) != tuple(self.engine.size):  # adaptive size changed
+        if self.size != tuple(self.engine.size):  # adaptive size changed
             self._track(self.engine.size)
-        w, h = self.engine.size
+        w, h = self.size
         small = resize_image(frame, (w, h))
-        result: FlowResult | None = self.tracker.update(small)
+        result: FlowResult | None = self.tracker.update(resize_image(small, self.tracker.size))
         cut = bool(result is not None and result.cut)
         state = self._respond(result, dt, cut)
         if cut:
             self.engine.reset()
         elif result is not None:   # the dream and the denoiser move along the flow without its noise
             moving = state.level if isinstance(state.level, np.ndarray) else None
-            self.tracker.steer(quieted(result.flow, moving=moving))
+            flow = quieted(result.flow, moving=moving)
+            if self.tracker.size == self.size:
+                self.tracker.steer(flow)
+            else:
+                self.tracker.steer(resize_flow(flow, self.size), resize_image(result.confidence, self.size))
             result = self.tracker.last
+        state = _at(state, self.size)
 
         flow = result.flow if (self.motion.flow and result is not None and not cut) else None
         a = state.attract
@@ -102,7 +119,7 @@ class TemporalDream:
     def _respond(self, result: FlowResult | None, dt: float, cut: bool) -> MotionState:
         """This step's motion response: per pixel (maps) or for the whole picture."""
         if self.local is not None:
-            state = self.local.update(None if result is None else result.flow, dt, cut, self.engine.size,
+            state = self.local.update(None if result is None else result.flow, dt, cut, self.tracker.size,
                                       self.tracker.before, self.tracker.grey)
         else:
             state = self.response.update(0.0 if result is None or dt <= 0 else result.motion / dt, dt, cut)

@@ -87,6 +87,17 @@ def zoom_flow(size: tuple[int, int], zoom: float, angle_deg: float = 0.0) -> np.
     return np.stack([src_x - xs, src_y - ys], -1).astype(np.float32)
 
 
+def resize_flow(flow: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A flow (px at its own size) brought to `size` (w, h): resampled and its vectors scaled."""
+    h, w = flow.shape[:2]
+    if (w, h) == tuple(size):
+        return flow
+    out = cv2.resize(flow, tuple(size), interpolation=cv2.INTER_LINEAR)
+    out[..., 0] *= np.float32(size[0] / w)
+    out[..., 1] *= np.float32(size[1] / h)
+    return out
+
+
 def camera_shift(flow: np.ndarray) -> np.ndarray:
     """The camera's own motion as one translation: the median flow (robust while less
     than half the picture moves on its own), float32 (dx, dy)."""
@@ -327,11 +338,13 @@ class FlowTracker:
         keep = (still + STAY_MARGIN < conf).astype(np.float32)   # 0 where the camera's motion is taken
         return _around(flow, shift, keep), np.maximum(still, conf)   # where kept, conf is the larger
 
-    def steer(self, flow: np.ndarray) -> None:
+    def steer(self, flow: np.ndarray, confidence: np.ndarray | None = None) -> None:
         """The flow the dream moves along instead of the measured one (quieted, or blended
-        with attract mode's zoom): `warp` fades by this frame's confidence along it."""
+        with attract mode's zoom; with `confidence`, both brought to a larger working size):
+        `warp` fades by this frame's confidence along it."""
         if self.last is not None:
-            self.last = replace(self.last, flow=flow)
+            self.last = replace(self.last, flow=flow, confidence=self.last.confidence if confidence is None
+                                else confidence)
 
     def warp(self, residual: torch.Tensor, flow: np.ndarray) -> torch.Tensor:
         """The engine's `warp=` hook: move the residual along `flow` and fade it where the

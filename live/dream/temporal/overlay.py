@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from ..images import resize_image
-from .flow import FlowTracker, grey, warp_image
+from .flow import FlowTracker, grey, resize_flow, warp_image
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class DreamFrame:
     image: np.ndarray                 # uint8 h x w x 3 RGB, the dream at the working size
     base: np.ndarray                  # uint8 h x w x 3 RGB, the (denoised) picture it was dreamed on
     blend: np.ndarray | float = 1.0   # the motion response's blend multiplier (h x w map or scalar)
-    grey: np.ndarray | None = None    # uint8 h x w: the camera frame it was dreamed from, grey (the tracker's)
+    grey: np.ndarray | None = None    # uint8: the camera frame it was dreamed from, grey (the tracker's: working or step size)
     attract: float = 0.0              # attract mode's weight: 1 = the dream lives in the fed-back zoom
 
     def detail(self) -> np.ndarray:
@@ -63,10 +63,10 @@ class Overlay:
     def reset(self) -> None:
         self._dream = self._detail = self._previous = self.confidence = None
 
-    def _flow(self, source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Backward flow target -> source (grey, working size) and the trust in it, measured
-        at `flow_scale` of the size (a quarter of the cost at 0.5; the flow of walkers and
-        of a still room needs no finer grid) and brought back to the working size."""
+    def _flow(self, source: np.ndarray, target: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """Backward flow target -> source (grey pictures) and the trust in it, measured at
+        `flow_scale` of their size (a quarter of the cost at 0.5; the flow of walkers and
+        of a still room needs no finer grid) and brought to `size`, the detail's."""
         h, w = source.shape
         fw, fh = max(16, round(w * self.flow_scale)), max(16, round(h * self.flow_scale))
         if (fw, fh) != (w, h):
@@ -74,10 +74,7 @@ class Overlay:
         if self._tracker is None or self._tracker.size != (fw, fh):
             self._tracker = FlowTracker((fw, fh), preset=self.preset, fb_check=self.fb_check, deadband=0.0)
         r = self._tracker.measure(source, target)
-        if (fw, fh) == (w, h):
-            return r.flow, r.confidence
-        flow = cv2.resize(r.flow, (w, h), interpolation=cv2.INTER_LINEAR) * np.float32(w / fw)
-        return flow, cv2.resize(r.confidence, (w, h), interpolation=cv2.INTER_LINEAR)
+        return resize_flow(r.flow, size), resize_image(r.confidence, size)
 
     def _moved(self, detail: np.ndarray, source: np.ndarray | None, target: np.ndarray | None) -> np.ndarray:
         """`detail` made on the frame `source` moved onto `target` (grey pictures), faded
@@ -85,7 +82,7 @@ class Overlay:
         if source is None or target is None or source.shape != target.shape or np.array_equal(source, target):
             self.confidence = None
             return detail
-        flow, conf = self._flow(source, target)
+        flow, conf = self._flow(source, target, (detail.shape[1], detail.shape[0]))
         self.confidence = conf
         moved = warp_image(detail, flow, border=cv2.BORDER_CONSTANT, interp=cv2.INTER_CUBIC)
         return moved * conf[..., None]
@@ -106,8 +103,8 @@ class Overlay:
                 current_grey: np.ndarray | None = None) -> np.ndarray:
         """uint8 RGB at current's size: the camera picture with the dream on it. `blend`:
         the operator's (0 = live only, 1 = the whole detail); `u`: how far the newest
-        dream has faded in over the previous one; `current_grey`: current's grey picture
-        at working size, if the caller has it."""
+        dream has faded in over the previous one; `current_grey`: current's grey picture at
+        the size of the dream's, if the caller has it."""
         if dream is None:
             self.reset()
             return current
@@ -117,9 +114,9 @@ class Overlay:
         d = self._detail
         if u < 1.0 and self._previous is not None:
             d = self._previous + np.float32(max(0.0, u)) * (d - self._previous)
-        h, w = dream.image.shape[:2]
         if dream.grey is not None:
-            cur = current_grey if current_grey is not None else grey(current, (w, h))
+            h, w = dream.grey.shape
+            cur = current_grey if current_grey is not None and current_grey.shape == (h, w) else grey(current, (w, h))
             d = self._moved(d, dream.grey, cur)
         H, W = current.shape[:2]
         b = np.float32(min(blend, 1.0))
