@@ -77,13 +77,12 @@ class App:
         self.follower: Follower | None = None
         self.schedule = Schedule(opening_hours(cfg.schedule))
         self.capture = Capture(self.plan, cfg.source.reconnect_seconds, asleep=lambda: self.state.asleep)
-        d = cfg.dream
+        d = self.dream = cfg.dream.on(self.backbone.device.type)   # [dream] as it applies on this device
         # Cameras and the clouds come at the configured source shape; files show theirs
         # with the first frame, and the dreamer refits the working size then.
         shaped = self.plan.is_camera or self.plan.description == "clouds"
         aspect = cfg.source.width / cfg.source.height if shaped else None
-        budget = replace(d, size=d.budget(self.backbone.device.type))   # [dream] as it applies on this device
-        self.dreamer = Dreamer(self.make_engine, self.capture.slot, self.state, budget, aspect=aspect,
+        self.dreamer = Dreamer(self.make_engine, self.capture.slot, self.state, d, aspect=aspect,
                                temporal=lambda eng: TemporalDream(eng, cfg.motion, cfg.attract),
                                revert=self.revert_settings)
         # Build the first engine now, so a bad layer/objective stops the start with one line.
@@ -95,7 +94,7 @@ class App:
 
     def make_engine(self, size: tuple[int, int], s: LiveSettings) -> DreamEngine:
         """An engine with the [dream] settings and the live layer, objective and strength."""
-        return DreamEngine(self.backbone, settings=self.cfg.dream, layer=s.layer, size=size,
+        return DreamEngine(self.backbone, settings=self.dream, layer=s.layer, size=size,
                            objective=s.objective, strength=s.strength, background=True)
 
     def revert_settings(self, good: LiveSettings) -> None:

@@ -57,8 +57,8 @@ def dream_measured(args: argparse.Namespace, out: Path) -> tuple[dict, np.ndarra
     with ClipReader(args.clip, "CLIP") as reader:
         info = reader.info
         backbone = load_model(cfg.dream.model, cfg.dream.device)
-        engine = DreamEngine(backbone, settings=cfg.dream, seed=0,
-                             size=working_size(cfg.dream.budget(backbone.device.type), info.size))
+        dream = cfg.dream.on(backbone.device.type)
+        engine = DreamEngine(backbone, settings=dream, seed=0, size=working_size(dream.size, info.size))
         try:
             music = follow_soundtrack(cfg, info.path, info.fps, engine)
             dreamer = ClipDreamer(engine, info.fps, cfg.motion, cfg.attract, cfg.render.blend)

@@ -253,8 +253,8 @@ def dreamed_now(clip: str, cfg: config.Config, seed: int) -> Iterator[np.ndarray
     """The clip dreamed frame-exactly now, as tools.dream does it."""
     with ClipReader(clip, "--clip") as reader:
         backbone = load_model(cfg.dream.model, cfg.dream.device)
-        budget = cfg.dream.budget(backbone.device.type)
-        engine = DreamEngine(backbone, settings=cfg.dream, size=working_size(budget, reader.info.size), seed=seed)
+        dream = cfg.dream.on(backbone.device.type)
+        engine = DreamEngine(backbone, settings=dream, size=working_size(dream.size, reader.info.size), seed=seed)
         try:
             dreamer = ClipDreamer(engine, reader.info.fps, cfg.motion, cfg.attract, cfg.render.blend)
             for frame in reader:

@@ -246,7 +246,7 @@ def build_parser() -> Parser:
     ap = Parser(prog="python -m qa.coherence", description=__doc__.split("\n\n")[0])
     size = lambda text: parse_size(text)  # noqa: E731 - argparse shows the type's name
     ap.add_argument("--image", help="picture to build both scenes from (default: a procedural texture)")
-    ap.add_argument("--size", type=size, default=(320, 240), help="working size WxH (default 320x240)")
+    ap.add_argument("--size", type=size, default=None, help="working size WxH (default: [dream] size, the CPU's)")
     ap.add_argument("--capture", type=size, default=(640, 480), help="camera size the noise is added at")
     ap.add_argument("--noise", type=finite, default=3.0, help="sensor noise sigma, grey levels at capture size")
     ap.add_argument("--frames", type=int, default=None, help="frames per scene and mode (48); --clip: the first N (all)")
@@ -339,8 +339,10 @@ def main(argv: list[str] | None = None) -> int:
     src = source_picture(args)
     torch.manual_seed(args.seed)
     cfg = config.load(args.config, args.set)
+    dream = cfg.dream.on("cpu")
+    args.size = args.size or dream.size
     backbone = models.load(cfg.dream.model, device="cpu")
-    engine = DreamEngine(backbone, settings=cfg.dream, size=args.size, precision="fp32", seed=args.seed)
+    engine = DreamEngine(backbone, settings=dream, size=args.size, precision="fp32", seed=args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     tag = f"_{args.tag}" if args.tag else ""

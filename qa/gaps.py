@@ -119,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     backbone = models.load(cfg.dream.model, cfg.dream.device)
     for layer in layers:
         backbone.check_layer(layer)
-    eng = DreamEngine(backbone, settings=cfg.dream, layer=layers[0], size=sizes[0], background=True, seed=0)
+    eng = DreamEngine(backbone, settings=cfg.dream.on(backbone.device.type), layer=layers[0], size=sizes[0], background=True, seed=0)
     rec = Recorder(eng, sample_photo((640, 480)))
     phases = [f"start {layers[0]} {args.sizes.split(',')[0]}", f"size {sizes[1][0]}x{sizes[1][1]}",
               f"size {sizes[0][0]}x{sizes[0][1]}", f"layer {layers[1]}", f"layer {layers[0]}"]

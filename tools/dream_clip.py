@@ -56,8 +56,9 @@ def render(args: argparse.Namespace) -> int:
     with ClipReader(args.clip, "CLIP") as reader:
         info = reader.info
         backbone = load_model(cfg.dream.model, cfg.dream.device)
-        size = working_size(asked or cfg.dream.budget(backbone.device.type), info.size)
-        engine = DreamEngine(backbone, settings=cfg.dream, size=size, seed=args.seed)  # the real backend from frame 1
+        dream = cfg.dream.on(backbone.device.type)
+        size = working_size(asked or dream.size, info.size)
+        engine = DreamEngine(backbone, settings=dream, size=size, seed=args.seed)  # the real backend from frame 1
         try:
             music = follow_soundtrack(cfg, info.path, info.fps, engine)
             dreamer = ClipDreamer(engine, info.fps, cfg.motion, cfg.attract, cfg.render.blend)

@@ -35,6 +35,7 @@ Warp = Callable[[torch.Tensor, np.ndarray], torch.Tensor]
 POOLS_KEPT = 6   # layers/objectives whose built steps are kept, so switching back is instant
 
 
+WHOLE = (..., slice(None), slice(None))   # the whole picture as a region of a (1, C, h, w) tensor
 KNEE = 0.5   # share of `limit` below which the carried dream is kept exactly
 
 
@@ -42,10 +43,14 @@ def soft_limit(x: torch.Tensor, limit: float) -> torch.Tensor:
     """x itself up to KNEE * limit, then bent smoothly towards +-limit (tanh). A plain
     tanh would shrink every value a little at every step, a decay by another name that
     held the still floor at ~13/255 (pedestrians.mp4); below the knee nothing is lost."""
-    k = KNEE * limit
+    k, span = KNEE * limit, limit - KNEE * limit
     a = x.abs()
-    bent = torch.tanh((a - k) * (1.0 / (limit - k))).mul_(limit - k).add_(k).copysign_(x)
-    return torch.where(a > k, bent, x)
+    # min(a, k) + span * tanh(max(a - k, 0) / span), with tanh(z) = 2 sigmoid(2z) - 1 (exactly
+    # 0 at z = 0: below the knee x comes back as it was). On the CPU PyTorch's sigmoid is
+    # vectorised and its tanh 6x slower, and torch.where took 4 ms at 736x416: the bent
+    # formula in place takes 1.5 ms there instead of 7.
+    z = (a - k).clamp_(min=0.0).mul_(2.0 / span)
+    return torch.sigmoid(z).mul_(2.0 * span).sub_(span).add_(a.clamp_(max=k)).copysign_(x)
 
 
 class DreamEngine:
@@ -79,6 +84,7 @@ class DreamEngine:
         self.last_ms = 0.0
         self._nonfinite_logged = False
         self._visits = 0      # tiles stepped so far (round robin)
+        self._region: tuple = WHOLE   # what the last run_steps stepped
         self._gain = 1.0      # the step gain of the normalisation "auto" resolved to
         base = settings or DreamSettings()
         for name in ENGINE_SETTINGS:
@@ -201,10 +207,8 @@ class DreamEngine:
         start = self._carry(base, flow, self._map(carry))
         scalar = np.isscalar(gain)
         x = self.run_steps(start, self.steps_per_frame, self.strength * (float(gain) if scalar else 1.0))
-        if not scalar:
-            x = start + self._map(gain) * (x - start)
-        if self.momentum > 0.0:
-            x = self._smooth_step(start, x)
+        if not scalar or self.momentum > 0.0:
+            x = self._smooth_step(start, x, None if scalar else self._map(gain))
         out, finite = to_image_checked(x)  # the one wait for the device per frame
         if not finite:
             if not self._nonfinite_logged:
@@ -245,16 +249,26 @@ class DreamEngine:
         res = soft_limit(res, self.limit)
         return (base + (self.decay * carry) * res).clamp_(0.0, 1.0)
 
-    def _smooth_step(self, start: torch.Tensor, stepped: torch.Tensor) -> torch.Tensor:
-        """Momentum across frames: the frame's step is an average of this step and the
-        (carried, warped) previous ones. The gradient's pixel-scale part changes from frame
-        to frame while the picture it draws does not: averaging keeps the picture and
-        drops the shimmer, at the same steady-state strength."""
-        delta = stepped - start
+    def _smooth_step(self, start: torch.Tensor, stepped: torch.Tensor, gain: torch.Tensor | None) -> torch.Tensor:
+        """The frame's change, scaled by the `gain` map, with momentum across frames: an
+        average of this step and the (carried, warped) previous ones. The gradient's
+        pixel-scale part changes from frame to frame while the picture it draws does not:
+        averaging keeps the picture and drops the shimmer, at the same steady-state
+        strength. Only the stepped region (a tile) has a change: the rest is not computed."""
+        r, m = self._region, self.momentum
+        delta = stepped[r] - start[r]
+        if gain is not None:
+            delta *= gain[r]
         vel = self._carried_velocity
-        vel = delta if vel is None else self.momentum * vel + (1.0 - self.momentum) * delta
-        self.velocity = vel
-        return (start + vel).clamp(0.0, 1.0)
+        if m > 0.0 and vel is not None:
+            vel = vel * m
+            vel[r] += (1.0 - m) * delta
+        else:
+            vel = torch.zeros_like(start)
+            vel[r] = delta
+        if m > 0.0:
+            self.velocity = vel
+        return (start + vel).clamp_(0.0, 1.0)
 
     def run_steps(self, x: torch.Tensor, n: int, strength: float | None = None) -> torch.Tensor:
         """n jittered gradient-ascent steps on a working tensor, on the whole of it or on
@@ -264,11 +278,14 @@ class DreamEngine:
         size = (int(x.shape[-1]), int(x.shape[-2]))
         tw, th = tiles.tile_size(size, tuple(self.tile))
         if (tw, th) == size:
+            self._region = WHOLE
             return self._steps(x, n, strength, step)
         x0, y0 = tiles.tile_at(size, (tw, th), self._visits, self._rng)
         self._visits += 1
+        strength *= tiles.visit_gain(size, (tw, th))
+        self._region = (..., slice(y0, y0 + th), slice(x0, x0 + tw))
         out = x.clone()
-        out[..., y0:y0 + th, x0:x0 + tw] = self._steps(x[..., y0:y0 + th, x0:x0 + tw].contiguous(), n, strength, step)
+        out[self._region] = self._steps(x[self._region].contiguous(), n, strength, step)
         return out
 
     def _steps(self, x: torch.Tensor, n: int, strength: float, step: backends.Steps) -> torch.Tensor:

@@ -45,9 +45,10 @@ class DreamSettings:
     model: str = "efficientnet_lite0"
     layer: str = "blocks.10"
     objective: str = "amplify"
-    size: tuple[int, int] = bounded((320, 240), 32, 4096)  # pixel budget; the shape follows the source
+    size: tuple[int, int] = bounded((640, 480), 32, 4096)  # pixel budget; the shape follows the source
     gpu_size: tuple[int, int] = bounded((640, 480), 32, 4096)  # the budget where the dream runs on CUDA
-    tile: tuple[int, int] = bounded((0, 0), 0, 4096)  # one step's pixel budget; a larger working size is dreamed a tile at a time
+    tile: tuple[int, int] = bounded((320, 240), 0, 4096)  # one step's pixel budget; a larger working size is dreamed a tile at a time
+    gpu_tile: tuple[int, int] = bounded((0, 0), 0, 4096)  # the same on CUDA ([0, 0]: the whole picture)
     steps_per_frame: int = bounded(1, 1, 100)
     strength: float = bounded(0.012, 0.0, 0.5)   # step size, picture units per step
     jitter: int = bounded(8, 0, 64)
@@ -63,12 +64,15 @@ class DreamSettings:
     target_steps_per_second: float = bounded(8.0, 0.5, 240)
     zoom: float = bounded(1.02, 1.0, 1.2)        # z key: zoom per pass of the endless-zoom drift
 
-    def budget(self, device: str) -> tuple[int, int]:
-        """The working size's pixel budget on `device` ("cpu", "cuda"): a GPU dreams at four
-        times the pixels by default (on an H200 a 640x480 fp16 step took 8.7 ms), so the
-        dream's strokes come nearer the screen's resolution; adaptive quality steps down
-        from there on a slower card."""
-        return self.gpu_size if device == "cuda" else self.size
+    def on(self, device: str) -> "DreamSettings":
+        """[dream] as it applies on `device` ("cpu", "cuda"): `size` and `tile` are the
+        working size's and one step's pixel budgets there. Both dream a 640x480-class
+        picture by default, so the strokes come near the screen's resolution; the CPU
+        steps a quarter of it at a time (320x240: its step is 4x cheaper), a GPU the whole
+        (on an H200 a 640x480 fp16 step took 8.7 ms). Adaptive quality steps down from there."""
+        if device != "cuda":
+            return self
+        return dataclasses.replace(self, size=self.gpu_size, tile=self.gpu_tile)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from live.dream.settings import DreamSettings
 
 # a value other than the default for every [dream] key (and inside its range)
 WALKED = {"model": "efficientnet_lite0", "layer": "blocks.8", "objective": "channel:3", "size": (128, 96),
-          "gpu_size": (512, 384), "tile": (64, 48),
+          "gpu_size": (512, 384), "tile": (64, 48), "gpu_tile": (256, 192),
           "steps_per_frame": 2, "strength": 0.02, "jitter": 5, "decay": 0.9, "grad_norm": "mean",
           "momentum": 0.5, "limit": 0.4, "decorrelate": 1.0, "precision": "bf16", "backend": "torch", "device": "cpu",
           "adaptive": False, "target_steps_per_second": 12.5, "zoom": 1.05}
@@ -22,7 +22,8 @@ WHERE = {   # where each key that is not the engine's acts
     "target_steps_per_second": lambda app: app.dreamer.adaptive.target,
     "zoom": lambda app: app.state.zoom,
     "size": lambda app: app.dreamer.base_size,   # on the CPU; on CUDA gpu_size (below)
-    "gpu_size": lambda app: app.cfg.dream.budget("cuda"),
+    "gpu_size": lambda app: app.cfg.dream.on("cuda").size,
+    "gpu_tile": lambda app: app.cfg.dream.on("cuda").tile,
 }
 
 
@@ -51,7 +52,7 @@ def test_every_dream_key_reaches_the_part_that_uses_it(backbone):
         w, h = engine.size
         assert abs(w * h - 128 * 96) <= 0.1 * 128 * 96
         assert app.dreamer.steps_per_frame == WALKED["steps_per_frame"]
-        assert app.dreamer.base_size == app.cfg.dream.budget(app.backbone.device.type)
+        assert app.dreamer.base_size == app.cfg.dream.on(app.backbone.device.type).size
         temporal = app.dreamer.make_temporal(engine)   # [motion] and [attract] travel whole, frozen
         assert temporal.response.s is cfg.motion and temporal.response.a is cfg.attract
     finally:
