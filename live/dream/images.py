@@ -58,6 +58,16 @@ def shrink(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
 
 
+def times_map(img: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """A float32 h x w x c picture times an h x w map, pixel by pixel. OpenCV on the map
+    merged to c channels: numpy's broadcast over the last axis took 1-2 ms at 736x416x3
+    (the carried dream, the overlay and the denoiser each do it every frame), this 0.4."""
+    m = m.astype(img.dtype, copy=False)
+    if img.ndim == 2 or img.shape[2] == 1:
+        return cv2.multiply(img.reshape(m.shape), m).reshape(img.shape)
+    return cv2.multiply(img, cv2.merge([m] * img.shape[2]))
+
+
 def to_tensor(img: np.ndarray, device: torch.device, size: tuple[int, int] | None = None) -> torch.Tensor:
     """uint8 HxWx3 RGB -> (1,3,h,w) float in [0,1] on `device` (resized to `size` if given),
     channels_last like the networks' weights."""

@@ -201,3 +201,15 @@ def test_shrinking_by_halves_first_is_still_an_area_average():
         (x1, y1) = centre(shrink(spot, (w, h)))
         (x2, y2) = centre(cv2.resize(spot, (w, h), interpolation=cv2.INTER_AREA))
         assert abs(x1 - x2) < 0.1 and abs(y1 - y2) < 0.1, (x1, x2, y1, y2)   # a linear resample's phase: 0.08 px
+
+
+def test_times_map_is_the_broadcast_product_exactly():
+    """images.times_map (OpenCV on merged channels, for speed) gives numpy's product bit for bit."""
+    from live.dream.images import times_map
+    rng = np.random.default_rng(0)
+    m = rng.random((48, 64), dtype=np.float32)
+    for c in (1, 3, 4):
+        img = rng.standard_normal((48, 64, c)).astype(np.float32)
+        assert np.array_equal(times_map(img, m), img * m[..., None]), c
+    flat = rng.standard_normal((48, 64)).astype(np.float32)
+    assert np.array_equal(times_map(flat, m), flat * m)

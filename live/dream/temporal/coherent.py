@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from ..engine import DreamEngine
-from ..images import feed_back, resize_image
+from ..images import feed_back, resize_image, times_map
 from ..settings import AttractSettings, MotionSettings
 from .flow import FlowResult, FlowTracker, quieted, resize_flow, warp_image, zoom_flow
 from .local import LocalMotion
@@ -136,7 +136,7 @@ class TemporalDream:
                 or self._steady.shape != cur.shape:
             self._steady = cur
             return small
-        weight = (self.motion.denoise * (1.0 - level) * result.confidence)[..., None]
-        self._steady = cur + weight * (warp_image(self._steady, result.flow, interp=cv2.INTER_CUBIC) - cur)
+        weight = (self.motion.denoise * (1.0 - level) * result.confidence).astype(np.float32, copy=False)
+        self._steady = cur + times_map(warp_image(self._steady, result.flow, interp=cv2.INTER_CUBIC) - cur, weight)
         return np.clip(self._steady + 0.5, 0, 255).astype(np.uint8)  # cubic may overshoot
 

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ..gpu import upload
-from ..images import resize_image
+from ..images import resize_image, times_map
 
 log = logging.getLogger(__name__)
 
@@ -203,10 +203,10 @@ class ResidualWarp:
             self._maps = (flow, xs + flow[..., 0], ys + flow[..., 1])
         img = np.ascontiguousarray(x[0].float().permute(1, 2, 0).numpy())
         out = cv2.remap(img, self._maps[1], self._maps[2], self._cv_mode, borderMode=cv2.BORDER_CONSTANT)
+        if confidence is not None:
+            out = times_map(out, confidence)
         if out.ndim == 2:
             out = out[..., None]
-        if confidence is not None:
-            out *= confidence[..., None]
         return torch.from_numpy(out).permute(2, 0, 1)[None].to(x.dtype)   # HWC memory: channels_last
 
     def _upload(self, flow: np.ndarray, confidence: np.ndarray | None,

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..images import resize_image
+from ..images import resize_image, times_map
 from .flow import FlowTracker, grey, resize_flow, warp_image
 
 
@@ -39,7 +39,7 @@ class DreamFrame:
         """float32 h x w x 3, grey levels: what the dream adds, weighted by the blend map."""
         d = self.image.astype(np.float32) - self.base.astype(np.float32)
         m = self.blend
-        return d * (m[..., None] if isinstance(m, np.ndarray) else np.float32(m))
+        return times_map(d, m) if isinstance(m, np.ndarray) else d * np.float32(m)
 
 
 class Overlay:
@@ -85,7 +85,7 @@ class Overlay:
         flow, conf = self._flow(source, target, (detail.shape[1], detail.shape[0]))
         self.confidence = conf
         moved = warp_image(detail, flow, border=cv2.BORDER_CONSTANT, interp=cv2.INTER_CUBIC)
-        return moved * conf[..., None]
+        return times_map(moved, conf)
 
     def arrive(self, dream: DreamFrame) -> None:
         """A new dream: its detail, and the previous one moved onto its frame (crossfade).
