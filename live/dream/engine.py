@@ -110,15 +110,21 @@ class DreamEngine:
         if self.precision == "auto":
             self.precision = precision_for(self.device)  # measured once: fp32 on CPU, fp16 on CUDA
 
+    def _settings_key(self, size: tuple[int, int]) -> tuple:
+        """What a built step depends on at working size `size`: "auto" is resolved by the
+        working width (not the tile's), so two rungs of the adaptive ladder may differ."""
+        norm, _ = resolve_norm(self.grad_norm, size[0])
+        return self.layer, self.objective, self.precision, self.backend, norm
+
     def _ensure_step(self) -> backends.Steps:
-        norm, self._gain = resolve_norm(self.grad_norm, self.size[0])   # by the working width, not the tile's
-        key = (self.layer, self.objective, self.precision, self.backend, norm)
+        _, self._gain = resolve_norm(self.grad_norm, self.size[0])
+        key = self._settings_key(self.size)
         if key != self._key:
             self._close_tap()
             objective = obj.for_backbone(self.objective, self.layer, self.backbone)
             self._tap = LayerTap(self.backbone, objective.layers)
             self._finalizer = weakref.finalize(self, self._tap.close)  # no stray hooks
-            self._torch_step = DreamStep(self._tap, objective, norm, _DTYPES[self.precision])
+            self._torch_step = DreamStep(self._tap, objective, key[-1], _DTYPES[self.precision])
             for other in self._pools.values():
                 other.pause()
             self._step = backends.steps_for(self.backend, self.backbone, self._torch_step, self.step_size(),
@@ -126,15 +132,16 @@ class DreamEngine:
             self._key = key
         return self._step
 
-    def _pool(self, key: tuple) -> StepPool:
+    def _pool(self, key: tuple, eager: DreamStep | None = None) -> StepPool:
         """The pool of built steps for these settings (kept for a few settings, so going
-        back to a layer is instant)."""
+        back to a layer is instant); `eager` its stand-in and export source (default: the
+        engine's current step)."""
         pool = self._pools.pop(key, None) or StepPool(self.backbone, self.layer, self.objective, key[-1],
                                                       self.precision, self.backend, **self._pool_options)
         self._pools[key] = pool
         while len(self._pools) > POOLS_KEPT:
             self._pools.popitem(last=False)[1].close()
-        pool.eager = self._torch_step
+        pool.eager = eager or self._torch_step
         return pool
 
     def step_size(self, size: tuple[int, int] | None = None) -> tuple[int, int]:
@@ -142,17 +149,35 @@ class DreamEngine:
         whole picture, or one `tile` of it (tiles.py)."""
         return tiles.tile_size(tuple(size or self.size), tuple(self.tile))
 
+    def _steps_at(self, size: tuple[int, int]) -> backends.Steps | None:
+        """The Steps that will dream at working size `size`: the current ones, or (a rung
+        whose "auto" resolves otherwise) the pool of built steps for its normalisation;
+        None where nothing can be built ahead (the eager and compiled backends)."""
+        step = self._ensure_step()
+        key = self._settings_key(size)
+        if key == self._key:
+            return step
+        if self.backend != "auto" and self.backend not in backends.EXPORTED:
+            return None
+        eager = DreamStep(self._tap, self._torch_step.objective, key[-1], _DTYPES[self.precision])
+        return self._pool(key, eager)
+
     def prepare(self, sizes: list[tuple[int, int]]) -> None:
         """Have the steps for these working sizes built ahead (the adaptive ladder), so a
         size change finds its step ready."""
-        step = self._ensure_step()
         for size in sizes:
-            step.want(self.step_size(size))
+            steps = self._steps_at(tuple(size))
+            if steps is not None:
+                steps.want(self.step_size(size))
 
     def ready(self, size: tuple[int, int] | None = None) -> bool:
         """Is the step for working size `size` (default: the current size) in its final form,
         so its speed is the real one? False while an export or compile is still under way."""
-        return self._ensure_step().ready(self.step_size(size))
+        size = tuple(size or self.size)
+        steps = self._steps_at(size)
+        if steps is None:   # another normalisation, nothing built ahead: eager is ready, a compile is not
+            return self.backend == backends.EAGER
+        return steps.ready(self.step_size(size))
 
     def settled(self) -> bool:
         """Ready, and not in the middle of auto's trial: the speed measured now is the speed

@@ -87,7 +87,7 @@ def to_image_checked(x: torch.Tensor) -> tuple[np.ndarray, bool]:
     asking the second question separately would be a second wait for the device. A sum is
     finite exactly when every value is (a NaN or an infinity carries through it; values of
     a picture cannot overflow it): 0.2 ms at 736x416 on the CPU, isfinite().all() 2 ms."""
-    finite = torch.isfinite(x.sum()).to(torch.uint8).reshape(1)
+    finite = torch.isfinite(x.sum(dtype=torch.float32)).to(torch.uint8).reshape(1)
     img = x[0].mul(255.0).round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous()
     packed = torch.cat((img.reshape(-1), finite)).cpu().numpy()
     return packed[:-1].reshape(img.shape), bool(packed[-1])

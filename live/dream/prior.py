@@ -17,7 +17,8 @@ from kornia.filters import filter2d_separable, gaussian_blur2d
 GRAD_NORMS = ("mean", "laplacian", "mixed", "auto")
 # "auto": mixed from this working width up (near a screen's resolution: its fine band is the
 # screen's, fine 0.30 at 640x480), laplacian below (at 320x240 mixed is weaker and no finer).
-# The width is the picture's at trace time, so an exported step holds its size's choice.
+# The engine resolves it by its working width (resolve_norm), so a tile of a 640-wide picture
+# dreams mixed and the steps it builds and exports hold the plain normalisation.
 AUTO_MIXED_WIDTH = 480
 # mixed puts half its step into the fine band, which changes with the jitter and does not
 # pile up: at the same strength its dream is shallower (pedestrians.mp4 at 640x480, late
@@ -93,14 +94,9 @@ def resolve_norm(how: str, width: int) -> tuple[str, float]:
 
 
 def normalize_grad(g: torch.Tensor, how: str = "mean") -> torch.Tensor:
-    how, gain = resolve_norm(how, g.shape[-1])
-    if gain != 1.0:
-        return normalize_grad(g, how) * gain
-    if how == "laplacian":
-        return normalize_laplacian(g)
-    if how == "mixed":
-        return normalize_mixed(g)
-    return normalize_mean(g)
+    how, gain = resolve_norm(how, g.shape[-1])   # "auto" here: by the gradient's own width
+    norm = {"laplacian": normalize_laplacian, "mixed": normalize_mixed}.get(how, normalize_mean)(g)
+    return norm * gain if gain != 1.0 else norm
 
 
 def smooth_grad(g: torch.Tensor, sigma: float) -> torch.Tensor:

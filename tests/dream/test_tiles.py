@@ -3,6 +3,7 @@ import random
 import numpy as np
 
 from live.dream import DreamEngine
+from live.dream.backends.trace import ExportError
 from live.dream.images import natural_picture
 from live.dream.prior import AUTO_MIXED_GAIN
 from live.dream.settings import AttractSettings, MotionSettings
@@ -78,5 +79,25 @@ def test_a_tiled_dream_measures_flow_and_motion_at_the_tiles_size(backbone):
         flow = temporal.tracker.last.flow
         assert flow.shape == (96, 128, 2) and abs(float(np.median(flow[..., 0])) - 2.0) < 0.5   # 4 px at 256 wide
         assert Overlay().compose(room[:, 20:276], temporal.last, 1.0).shape == (240, 256, 3)
+    finally:
+        eng.close()
+
+
+def test_each_rung_of_the_ladder_is_built_ahead_with_its_own_normalisation(backbone):
+    """"auto" is mixed at a 640-wide working size and laplacian at a 448-wide rung of the
+    adaptive ladder: preparing the ladder builds each rung's step with its own (and its own
+    eager step as the export's source), so stepping down finds it ready."""
+    asked = []
+
+    def build(bb, eager, pool, name, size):
+        asked.append((pool.grad_norm, eager.grad_norm, size))
+        raise ExportError("not exported in this test")
+
+    eng = DreamEngine(backbone, size=(640, 480), tile=(0, 0), backend="auto", precision="fp32", build=build)   # as on a GPU
+    try:
+        eng.prepare([(640, 480), (448, 336)])
+        assert ("mixed", "mixed", (640, 480)) in asked and ("laplacian", "laplacian", (448, 336)) in asked
+        assert not any(norm == "mixed" and size == (448, 336) for norm, _, size in asked)
+        assert eng.ready((448, 336))   # built (here: fell back to the eager step), nothing left to wait for
     finally:
         eng.close()

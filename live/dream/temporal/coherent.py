@@ -82,7 +82,7 @@ class TemporalDream:
             self._track(self.engine.size)
         w, h = self.size
         small = resize_image(frame, (w, h))
-        result: FlowResult | None = self.tracker.update(resize_image(small, self.tracker.size))
+        result: FlowResult | None = self.tracker.update(small)   # grey at the tracker's size
         cut = bool(result is not None and result.cut)
         state = self._respond(result, dt, cut)
         if cut:
