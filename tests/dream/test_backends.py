@@ -53,6 +53,9 @@ def test_openvino_step_matches_pytorch(backbone, exported, openvino_ready):
     x = torch.rand(1, 3, SIZE[1], SIZE[0])
     assert (ov(x, 0.0) - x).abs().max() < 1e-6  # strength is a graph input: 0 changes nothing
     assert (ov(x, 0.05) - x).abs().mean() > 1e-3
+    cl = x.contiguous(memory_format=torch.channels_last)   # the engine's layout comes back as it went in
+    out = ov(cl, 0.05)
+    assert out.is_contiguous(memory_format=torch.channels_last) and torch.equal(out, ov(x, 0.05))
 
 
 def test_onnx_backend_dreams_like_torch(backbone, photo, onnx_cache):
@@ -108,6 +111,7 @@ def test_onnx_step_binds_once_over_buffers_of_its_own(backbone, exported):
     first, second, again = step(a, 0.05), step(b, 0.05), step(a, 0.02)
     assert step._binding is binding and (step._x.data_ptr(), step._out.data_ptr()) == buffers
     assert first.data_ptr() not in buffers and (first - a).abs().mean() > 1e-3
+    assert first.is_contiguous(memory_format=torch.channels_last) and second.is_contiguous()  # as each went in
     fresh = ob.OrtStep(exported.path, torch.device("cpu"))
     assert torch.equal(fresh(b, 0.05), second)                       # nothing left over from the call before
     ratio = float((again - a).abs().mean() / (first - a).abs().mean())

@@ -34,3 +34,21 @@ def test_auto_is_laplacian_at_a_cpus_size_and_mixed_near_a_screens():
         g = torch.randn(1, 3, w * 3 // 4, w)
         assert torch.allclose(normalize_grad(g, "auto"), normalize_grad(g, same) * gain), w
     assert 1.1 < AUTO_MIXED_GAIN < 1.25
+
+
+def test_the_pyramids_resizes_are_the_bilinear_resize_and_the_blurred_decimation():
+    """The Laplacian pyramid's levels are computed as (transposed) convolutions, which
+    OpenVINO runs faster than its Interpolate: they must be the same numbers as the plain
+    definitions, a doubling and any other size alike, and on odd sizes."""
+    from kornia.filters import filter2d_separable
+
+    from live.dream.prior import _blur_down, _upsample
+    torch.manual_seed(2)
+    binomial = torch.tensor([[1.0, 4.0, 6.0, 4.0, 1.0]]) / 16.0
+    for h, w in ((30, 40), (21, 37), (9, 8)):
+        x = torch.randn(1, 3, h, w)
+        for size in ((2 * h, 2 * w), (2 * h - 1, 2 * w - 1)):
+            want = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+            assert torch.allclose(_upsample(x, torch.Size(size)), want, atol=1e-5), (h, w, size)
+        want = filter2d_separable(x, binomial, binomial, border_type="replicate")[:, :, ::2, ::2]
+        assert torch.allclose(_blur_down(x), want, atol=1e-5), (h, w)

@@ -18,7 +18,7 @@ from models import Backbone
 from ..files import atomic
 from ..step import DreamStep
 from .cache import cache_dir, cached_file, prune_stale
-from .trace import EXAMPLE_STRENGTH, ExportError, on_cpu, trace_step
+from .trace import EXAMPLE_STRENGTH, ExportError, in_layout_of, on_cpu, trace_step
 from .validate import Diff, check, check_half, compare, cosines, describe
 
 log = logging.getLogger(__name__)
@@ -157,13 +157,13 @@ class OrtStep:
         value = float(strength)
         if self.stream is None or not self.on_cuda:
             self._run(x, value)
-            return self._out.clone().to(x.device)
+            return in_layout_of(x, self._out)
         caller = torch.cuda.current_stream(self.device)
         self.stream.wait_stream(caller)       # x is ready
         with torch.cuda.stream(self.stream):
             self._run(x, value)
         caller.wait_stream(self.stream)       # the result is ready for whatever comes next
-        return self._out.clone()              # on the caller's stream: the next run waits for it
+        return in_layout_of(x, self._out)     # on the caller's stream: the next run waits for it
 
     def _run(self, x: torch.Tensor, value: float) -> None:
         self._x.copy_(x)  # the engine's channels_last (or another device) -> the graph's layout

@@ -25,7 +25,7 @@ from models import Backbone
 from ..step import DreamStep
 from . import onnx as ob
 from .cache import cache_dir
-from .trace import ExportError, on_cpu
+from .trace import ExportError, in_layout_of, on_cpu
 from .validate import check, compare, describe
 
 log = logging.getLogger(__name__)
@@ -97,14 +97,14 @@ class OvStep:
         self.request.set_input_tensor(1, ov.Tensor(self._strength, shared_memory=True))
 
     def __call__(self, x: torch.Tensor, strength: torch.Tensor | float) -> torch.Tensor:
-        src = x.device
+        given = x
         x = x.to("cpu", torch.float32).contiguous()  # the engine's tensors are channels_last
         out = torch.empty_like(x)
         self._strength[()] = float(strength)  # shared with the request
         self.request.set_input_tensor(0, self._ov.Tensor(x.numpy(), shared_memory=True))
         self.request.set_output_tensor(0, self._ov.Tensor(out.numpy(), shared_memory=True))
         self.request.infer()  # releases the GIL: the renderer keeps drawing
-        return out.to(src)
+        return in_layout_of(given, out)
 
 
 def stamp_path(onnx_path: Path, device: str) -> Path:

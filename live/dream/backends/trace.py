@@ -209,6 +209,14 @@ def trace_step(step: DreamStep, size: tuple[int, int], device: torch.device, *,
     return gm.eval()
 
 
+def in_layout_of(given: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """A graph's result (its own buffer, NCHW) as a new tensor on the caller's device in
+    the caller's memory layout: the engine's pictures are channels_last (OpenCV's HWC
+    memory), and arithmetic between the two layouts runs 3-6x slower than within one
+    (0.18 against 0.03 ms a subtraction at 320x240), several times a frame."""
+    return torch.empty_like(given).copy_(out)
+
+
 @contextmanager
 def on_cpu(step: DreamStep) -> Iterator[DreamStep]:
     """The same fp32 step (objective, normalisation) on the CPU copy of its network, with
