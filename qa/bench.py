@@ -34,7 +34,7 @@ from live.dream import DreamEngine, DreamSettings
 from live.dream.backends import threads
 from live.dream.backends.onnx import cache_path, cpu_threads
 from live.dream.backends.validate import sample_photo
-from live.dream.prior import jitter_offsets, roll
+from live.dream.prior import jitter_offsets, resolve_norm, roll
 from live.dream.step import make_step
 from qa.bench_report import DEFAULT, NAIVE, Row, describe_goal, markdown, plot, print_table, summarise, verdict
 
@@ -253,7 +253,8 @@ class Bench:
                     fn = naive_step(self.naive_backbone, layer, random.Random(0))
                     calls[key] = lambda fn=fn: fn(frame)
                 else:
-                    if method != "torch" and not cache_path(self.backbone, layer, "amplify", size, GRAD_NORM).is_file():
+                    norm, _ = resolve_norm(GRAD_NORM, size[0])   # what the engine exports "auto" as
+                    if method != "torch" and not cache_path(self.backbone, layer, "amplify", size, norm).is_file():
                         tqdm.write(f"exporting the step for {layer} at {size[0]}x{size[1]} (first use, cached)")
                     eng = DreamEngine(self.backbone, layer, size=size, backend=method, precision=precision,
                                       strength=STRENGTH, jitter=JITTER, seed=0)
