@@ -121,7 +121,9 @@ class ClipDreamer:
 
     def __call__(self, frame: np.ndarray, blend: float | None = None) -> np.ndarray:
         self.temporal(frame, self.dt)
-        return self.overlay.compose(frame, self.temporal.last, self.blend if blend is None else blend)
+        last = self.temporal.last   # dreamed from this very frame: its grey, not one made again
+        return self.overlay.compose(frame, last, self.blend if blend is None else blend,
+                                    current_grey=None if last is None else last.grey)
 
 
 def working_size(budget: tuple[int, int], frame_size: tuple[int, int]) -> tuple[int, int]:

@@ -148,3 +148,27 @@ def test_a_composed_picture_is_its_own_after_the_next_compose():
     assert np.array_equal(first, kept) and np.array_equal(second, flat(64, 48, (140, 140, 140)))
     assert overlay.compose(flat(32, 24, (0, 0, 0)), DreamFrame(flat(16, 12, (9, 9, 9)), flat(16, 12, (0, 0, 0))),
                            1.0).shape == (24, 32, 3)   # a new screen size: a new buffer
+
+
+def test_a_frame_exact_clip_measures_no_flow_in_the_overlay(backbone, monkeypatch):
+    """The clip renderer composes each dream on the very frame it was dreamed from, and
+    never crossfades: no flow is measured and nothing is warped there (two flows and two
+    bicubic warps a frame before), while a live crossfade still moves the previous dream."""
+    from live.dream.clip import ClipDreamer
+    flows = []
+    measure = Overlay._flow
+    monkeypatch.setattr(Overlay, "_flow", lambda self, *a: flows.append(1) or measure(self, *a))
+    eng = DreamEngine(backbone, layer="blocks.6", size=(64, 48), precision="fp32", backend="torch", seed=0)
+    try:
+        dreamer = ClipDreamer(eng, 25, MotionSettings(), AttractSettings(enabled=False), 1.0)
+        room = natural_picture(128, 96, seed=4)
+        for t in range(3):
+            out = dreamer(np.roll(room, 2 * t, axis=1))
+            assert out.shape == room.shape
+        assert flows == []
+        before = dreamer.temporal.last
+        dreamer.temporal(np.roll(room, 8, axis=1), 0.04)
+        dreamer.overlay.compose(np.roll(room, 9, axis=1), dreamer.temporal.last, 1.0, u=0.5)
+        assert len(flows) == 2 and before is not dreamer.temporal.last   # the previous dream moved, then both
+    finally:
+        eng.close()

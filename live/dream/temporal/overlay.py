@@ -57,11 +57,12 @@ class Overlay:
         self._dream: DreamFrame | None = None
         self._detail: np.ndarray | None = None     # the newest dream's weighted detail
         self._previous: np.ndarray | None = None   # the previous one, on the newest dream's frame
+        self._before: tuple | None = None          # (its detail, its frame's grey) until it is moved there
         self.confidence: np.ndarray | None = None  # the last compose's trust in its flow (inspection)
         self._up: np.ndarray | None = None         # the upscaled detail's buffer, reused
 
     def reset(self) -> None:
-        self._dream = self._detail = self._previous = self.confidence = None
+        self._dream = self._detail = self._previous = self._before = self.confidence = None
 
     def _flow(self, source: np.ndarray, target: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
         """Backward flow target -> source (grey pictures) and the trust in it, measured at
@@ -95,9 +96,19 @@ class Overlay:
             return
         old, old_detail = self._dream, self._detail
         self._previous = None
+        self._before = None
         if old is not None and old_detail is not None and old_detail.shape == dream.image.shape:
-            self._previous = self._moved(old_detail, old.grey, dream.grey)
+            self._before = (old_detail, old.grey)
         self._dream, self._detail = dream, dream.detail()
+
+    def _previous_detail(self) -> np.ndarray | None:
+        """The previous dream's detail on the newest dream's frame, moved there (a flow and
+        a warp) the first time a crossfade asks for it: a frame-exact clip never does."""
+        if self._before is not None:
+            detail, source = self._before
+            self._previous = self._moved(detail, source, self._dream.grey)
+            self._before = None
+        return self._previous
 
     def compose(self, current: np.ndarray, dream: DreamFrame | None, blend: float, u: float = 1.0,
                 current_grey: np.ndarray | None = None) -> np.ndarray:
@@ -112,8 +123,8 @@ class Overlay:
         if blend <= 0.0:
             return current
         d = self._detail
-        if u < 1.0 and self._previous is not None:
-            d = self._previous + np.float32(max(0.0, u)) * (d - self._previous)
+        if u < 1.0 and (previous := self._previous_detail()) is not None:
+            d = previous + np.float32(max(0.0, u)) * (d - previous)
         if dream.grey is not None:
             h, w = dream.grey.shape
             cur = current_grey if current_grey is not None and current_grey.shape == (h, w) else grey(current, (w, h))
