@@ -80,6 +80,7 @@ class DreamEngine:
         self.residual: torch.Tensor | None = None
         self.velocity: torch.Tensor | None = None  # smoothed per-frame step (momentum)
         self._carried_velocity: torch.Tensor | None = None
+        self.carried: torch.Tensor | None = None   # this frame's: the last dream's residual moved onto it
         self.warp = warp
         self.last_ms = 0.0
         self._nonfinite_logged = False
@@ -261,7 +262,7 @@ class DreamEngine:
         (decay 1) nothing is forgotten, so the dream feeds on itself and grows over seconds
         into a full dream; where people move it fades within a few steps. The bound is what
         ends the growth, per pixel, instead of a fixed time constant for the whole picture."""
-        self._carried_velocity = None
+        self._carried_velocity = self.carried = None
         if self.residual is None or self.residual.shape != base.shape:
             return base
         res, vel = self.residual, self.velocity
@@ -271,6 +272,7 @@ class DreamEngine:
             res = self.warp(res, flow)
             vel = self.warp(vel, flow) if vel is not None else None
         self._carried_velocity = vel  # not scaled by `carry`: it is one step's worth, not the dream
+        self.carried = res            # read only from here on (the overlay's crossfade starts from it)
         res = soft_limit(res, self.limit)
         # in place on soft_limit's fresh tensor, the same numbers as base + scale * res: each
         # new working-size temporary is page-faulted in anew (1.4-4.5 ms at 736x416 on one

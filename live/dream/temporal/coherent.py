@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
+import torch
 
 from ..engine import DreamEngine
 from ..images import feed_back, resize_image, times_map
@@ -113,8 +114,17 @@ class TemporalDream:
         out = self.engine.dream(base, flow=flow, gain=state.gain, carry=state.carry)
         self.previous = out
         self.state = state
-        self.last = DreamFrame(out, base, state.blend, self.tracker.grey, state.attract)
+        self.last = DreamFrame(out, base, state.blend, self.tracker.grey, state.attract, self._carried())
         return out, state
+
+    def _carried(self) -> np.ndarray | None:
+        """The engine's carried residual on this frame as an HWC array (a view, no copy), for
+        the overlay's crossfade; on the CPU only (on CUDA it would be a second wait for the
+        device each frame: the overlay measures its own flow there)."""
+        c = self.engine.carried
+        if c is None or c.device.type != "cpu" or c.dtype != torch.float32:
+            return None
+        return c[0].permute(1, 2, 0).numpy()
 
     def _respond(self, result: FlowResult | None, dt: float, cut: bool) -> MotionState:
         """This step's motion response: per pixel (maps) or for the whole picture."""

@@ -34,10 +34,21 @@ class DreamFrame:
     blend: np.ndarray | float = 1.0   # the motion response's blend multiplier (h x w map or scalar)
     grey: np.ndarray | None = None    # uint8: the camera frame it was dreamed from, grey (the tracker's: working or step size)
     attract: float = 0.0              # attract mode's weight: 1 = the dream lives in the fed-back zoom
+    carried: np.ndarray | None = None  # float32 h x w x 3 (0..1 units): the dream before, moved onto this frame
 
     def detail(self) -> np.ndarray:
         """float32 h x w x 3, grey levels: what the dream adds, weighted by the blend map."""
-        d = self.image.astype(np.float32) - self.base.astype(np.float32)
+        return self._weighted(self.image.astype(np.float32) - self.base.astype(np.float32))
+
+    def previous_detail(self) -> np.ndarray | None:
+        """The dream before this one as detail on this frame, weighted like this one's: the
+        dream thread has already moved its carried residual here (along its flow, faded by
+        its confidence), so a crossfade needs no flow of its own. None where it has not."""
+        if self.carried is None or self.carried.shape != self.image.shape:
+            return None
+        return self._weighted(self.carried * np.float32(255.0))
+
+    def _weighted(self, d: np.ndarray) -> np.ndarray:
         m = self.blend
         return times_map(d, m) if isinstance(m, np.ndarray) else d * np.float32(m)
 
@@ -102,11 +113,13 @@ class Overlay:
         self._dream, self._detail = dream, dream.detail()
 
     def _previous_detail(self) -> np.ndarray | None:
-        """The previous dream's detail on the newest dream's frame, moved there (a flow and
-        a warp) the first time a crossfade asks for it: a frame-exact clip never does."""
+        """The previous dream's detail on the newest dream's frame, the first time a crossfade
+        asks for it (a frame-exact clip never does): as the dream thread carried it there,
+        else moved there here (a flow and a warp)."""
         if self._before is not None:
             detail, source = self._before
-            self._previous = self._moved(detail, source, self._dream.grey)
+            carried = self._dream.previous_detail()
+            self._previous = self._moved(detail, source, self._dream.grey) if carried is None else carried
             self._before = None
         return self._previous
 
