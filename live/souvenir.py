@@ -11,6 +11,7 @@ import logging
 import re
 import secrets
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
@@ -85,3 +86,29 @@ class Souvenirs:
             total -= oldest.stat().st_size
             oldest.unlink(missing_ok=True)
             log.info("souvenir %s deleted early: the folder is over its %d MB cap", oldest.name[:6], self.cap >> 20)
+
+
+class SouvenirWriter:
+    """Souvenirs saved on a thread of their own: the JPEG and two fsyncs (the file, then its
+    folder) ran on the display's thread, and on a kiosk's SD card an fsync can take longer
+    than many frames: the live picture stopped while a visitor waited for the code.
+    `submit` hands a picture over; `poll` returns what has finished since, as (token, the
+    file's path or the error), so the code is shown only once the file is there."""
+
+    def __init__(self, store: Souvenirs):
+        self.store = store
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="souvenir")
+        self._pending: list[tuple[str, Future]] = []
+
+    def submit(self, token: str, rgb: np.ndarray) -> None:
+        """Save `rgb` (not changed afterwards by the caller) as the souvenir `token`."""
+        self._pending.append((token, self._pool.submit(self.store.save, token, rgb)))
+
+    def poll(self) -> list[tuple[str, Path | Exception]]:
+        finished = [p for p in self._pending if p[1].done()]
+        self._pending = [p for p in self._pending if p not in finished]
+        return [(token, future.exception() or future.result()) for token, future in finished]
+
+    def close(self) -> None:
+        """Finish what was handed over (a visitor may be about to scan it), then stop."""
+        self._pool.shutdown(wait=True)

@@ -6,6 +6,7 @@ import logging
 import signal
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pygame
@@ -16,6 +17,7 @@ from .capture import Frame
 from .compositor import Compositor
 from .dreamer import Dream
 from .hud import hud_lines
+from .souvenir import SouvenirWriter
 from .stats import Stats
 from .window import Window, snapshot
 
@@ -38,6 +40,7 @@ class WindowLoop:
         self.hud_due = 0.0
         self.comp: Compositor | None = None
         self.souvenir_until = 0.0     # monotonic time the souvenir's QR code goes away
+        self.souvenir_writer: SouvenirWriter | None = None   # made for the first souvenir
         self.sleeping: tuple[tuple[int, int], pygame.Surface | None] | None = None   # (screen size, fitted picture)
 
     def run(self) -> int:
@@ -71,6 +74,8 @@ class WindowLoop:
                 clock.tick(app.cfg.render.fps)
         finally:
             signal.signal(signal.SIGTERM, previous)
+            if self.souvenir_writer is not None:
+                self.souvenir_writer.close()
             app.stop()
             window.close()
             log.info("%s", app.summary())
@@ -95,9 +100,9 @@ class WindowLoop:
         for out in self.app.outputs:
             out.offer_surface(window.screen)
 
-    def take_souvenir(self, window: Window, token: str, now: float) -> None:
+    def take_souvenir(self, window: Window, token: str) -> None:
         """The picture on screen without the HUD, help or notices, at the screen's resolution,
-        saved under its one-time name; its QR code and the consent line shown for a while."""
+        handed to the souvenir thread to be saved under its one-time name."""
         app, panels = self.app, self.comp.panels
         clean = pygame.Surface(window.screen.get_size(), 0, 32)
         shown, panels.souvenir = panels.souvenir, None
@@ -109,16 +114,25 @@ class WindowLoop:
         if url is None:
             app.state.say("souvenirs need the web remote, and it is not running")
             return
-        try:
-            app.souvenirs.save(token, rgb)
-        except (OSError, ValueError) as exc:
-            log.error("souvenir not saved: %s", exc)
+        if self.souvenir_writer is None:
+            self.souvenir_writer = SouvenirWriter(app.souvenirs)
+        self.souvenir_writer.submit(token, rgb)   # its code shows once the file is there
+
+    def souvenir_saved(self, token: str, result: Path | Exception, now: float) -> None:
+        """A souvenir's file is written: its QR code and the consent line shown for a while
+        (or, if it could not be written, a notice)."""
+        app = self.app
+        if isinstance(result, Exception):
+            log.error("souvenir not saved: %s", result)
             app.state.say("the souvenir could not be saved")
             return
+        url = app.remotes.souvenir_url(token)
+        if url is None:
+            return
         minutes = app.cfg.souvenir.minutes
-        panels.souvenir = (url, f"kept {minutes:g} min on this machine, then deleted; scan only if you agree")
+        self.comp.panels.souvenir = (url, f"kept {minutes:g} min on this machine, then deleted; scan only if you agree")
         self.souvenir_until = now + app.cfg.souvenir.seconds
-        log.info("souvenir %s... saved (%dx%d), its link works for %g min", token[:6], w, h, minutes)
+        log.info("souvenir %s... saved (%s), its link works for %g min", token[:6], result.name, minutes)
 
     def sleep_screen(self, window: Window) -> None:
         """Outside opening hours: black, or [schedule] picture fitted to the screen."""
@@ -163,7 +177,9 @@ class WindowLoop:
             state.say(f"snapshot {path.name}")
         mono = time.monotonic()
         for token in state.take_souvenir_requests():
-            self.take_souvenir(window, token, mono)
+            self.take_souvenir(window, token)
+        for token, result in self.souvenir_writer.poll() if self.souvenir_writer else ():
+            self.souvenir_saved(token, result, mono)
         if self.comp.panels.souvenir and mono >= self.souvenir_until:
             self.comp.panels.souvenir = None
         if mono >= self.hud_due:

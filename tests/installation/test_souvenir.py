@@ -66,3 +66,25 @@ def test_the_v_key_asks_for_a_souvenir_where_they_are_on():
     off = Commands(State.from_config(small_config()))
     controls.handle(press, off)
     assert off.state.souvenir_requests == [] and "souvenirs are off" in off.state.message
+
+
+def test_souvenirs_are_written_off_the_display_thread(tmp_path):
+    """The window hands a souvenir to a thread of its own (a JPEG and two fsyncs must not
+    stop the live picture) and learns from `poll` when its file is there, or why not."""
+    import threading
+
+    from live.souvenir import SouvenirWriter
+    store = Souvenirs(tmp_path / "sv", minutes=15, max_mb=100)
+    threads = []
+    save = store.save
+    store.save = lambda token, rgb: threads.append(threading.current_thread()) or save(token, rgb)
+    writer = SouvenirWriter(store)
+    good, pic = new_token(), natural_picture(320, 180, seed=3)
+    writer.submit(good, pic)
+    writer.submit("not-a-token", pic)
+    writer.close()                                      # waits for both
+    results = dict(writer.poll())
+    assert results[good] == store.file(good) and results[good].is_file()
+    assert isinstance(results["not-a-token"], ValueError)
+    assert threads and all(t is not threading.main_thread() for t in threads)
+    assert writer.poll() == []                          # each result is handed back once
