@@ -21,12 +21,12 @@ run: $(STAMP)
 # Debian packages the tests drive for real: chromium + chromium-driver (the web remote's
 # page in a headless browser), jackd2 (a MIDI server with virtual ports where the ALSA
 # sequencer is absent, and a sound server without a sound card) and libportaudio2 (the
-# microphone's PortAudio). Installed when missing, as root; otherwise those tests say why
-# they skip (under CI a missing browser fails).
-SYSTEM_PACKAGES := chromium chromium-driver jackd2 libportaudio2
+# microphone's PortAudio) and xvfb (qa.livecheck's virtual screen). Installed when missing,
+# as root; otherwise those tests say why they skip (under CI a missing browser fails).
+SYSTEM_PACKAGES := chromium chromium-driver jackd2 libportaudio2 xvfb
 system:
 	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ] || ! command -v jackd >/dev/null \
-	    || ! /sbin/ldconfig -p | grep -q libportaudio.so.2; then \
+	    || ! /sbin/ldconfig -p | grep -q libportaudio.so.2 || ! command -v Xvfb >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing $(SYSTEM_PACKAGES) (apt-get)"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null \

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import select
 import shutil
 import subprocess
 import sys
@@ -36,22 +37,43 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def start_xvfb() -> tuple[subprocess.Popen | None, str]:
-    """A virtual 1280x720 screen on a free display number (DISPLAY as it is when set)."""
+def start_xvfb(timeout: float = 10.0) -> tuple[subprocess.Popen | None, str]:
+    """A virtual 1280x720 screen on a free display number (DISPLAY as it is when set). Xvfb
+    picks the number itself (-displayfd): it tells a stale lock of a killed server from a
+    live one, which a look at /tmp/.X*-lock cannot (after 50 killed servers no number
+    looked free). Stop it with `stop_xvfb`, so it removes its own lock."""
     if os.environ.get("DISPLAY"):
         return None, os.environ["DISPLAY"]
     if shutil.which("Xvfb") is None:
         raise UsageError("no DISPLAY and no Xvfb: install xvfb (apt install xvfb) or run it on the desktop")
-    for n in range(90, 140):
-        if not Path(f"/tmp/.X11-unix/X{n}").exists() and not Path(f"/tmp/.X{n}-lock").exists():
-            proc = subprocess.Popen(["Xvfb", f":{n}", "-screen", "0", "1280x720x24", "-nolisten", "tcp"],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            for _ in range(100):
-                if Path(f"/tmp/.X11-unix/X{n}").exists():
-                    return proc, f":{n}"
-                time.sleep(0.05)
-            proc.kill()
-    raise RuntimeError("could not start Xvfb")
+    read, write = os.pipe()
+    try:
+        proc = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", "1280x720x24", "-nolisten", "tcp"],
+                                pass_fds=(write,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        os.close(write)
+        write = -1
+        ready, _, _ = select.select([read], [], [], timeout)
+        number = os.read(read, 16).decode().strip() if ready else ""
+    finally:
+        os.close(read)
+        if write >= 0:
+            os.close(write)
+    if not number.isdigit():
+        stop_xvfb(proc)
+        raise RuntimeError("could not start Xvfb")
+    return proc, f":{number}"
+
+
+def stop_xvfb(proc: subprocess.Popen | None) -> None:
+    """SIGTERM, so the server removes its lock and socket (SIGKILL left them behind)."""
+    if proc is None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def one_run(i: int, args: argparse.Namespace, display: str, out: Path) -> dict:
@@ -93,8 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"{f['latency_ms_p95']} ms, first dream {f['first_dream_seconds']} s, {f['backend']} "
                   f"{f['precision']}; load {f['load_before']} -> {f['load_after']}")
     finally:
-        if xvfb is not None:
-            xvfb.kill()
+        stop_xvfb(xvfb)
     lines = verdict(results[-1])
     print("\n".join(lines))
     (out / "livecheck.json").write_text(json.dumps({"runs": results, "verdict": lines}, indent=1))
