@@ -21,8 +21,7 @@ from tqdm import tqdm
 from live import config
 from live.audio.clip import follow_soundtrack
 from live.cli import Parser, positive_int
-from live.dream import DreamEngine
-from live.dream.clip import ClipDreamer, ClipReader, dream_clip, frames_to_write, working_size
+from live.dream.clip import ClipDreamer, ClipReader, clip_engine, dream_clip, frames_to_write
 from tools.outcome import load_model, outcome
 from .plotting import pyplot
 
@@ -57,8 +56,7 @@ def dream_measured(args: argparse.Namespace, out: Path) -> tuple[dict, np.ndarra
     with ClipReader(args.clip, "CLIP") as reader:
         info = reader.info
         backbone = load_model(cfg.dream.model, cfg.dream.device)
-        dream = cfg.dream.on(backbone.device.type)
-        engine = DreamEngine(backbone, settings=dream, seed=0, size=working_size(dream.size, info.size))
+        engine = clip_engine(backbone, cfg.dream, info.size, seed=0)
         try:
             music = follow_soundtrack(cfg, info.path, info.fps, engine)
             dreamer = ClipDreamer(engine, info.fps, cfg.motion, cfg.attract, cfg.render.blend)

@@ -34,8 +34,7 @@ import numpy as np
 from tqdm import tqdm
 
 from live import config
-from live.dream import DreamEngine
-from live.dream.clip import ClipDreamer, ClipReader, working_size
+from live.dream.clip import ClipDreamer, ClipReader, clip_engine
 from live.dream.temporal.flow import PRESETS, camera_shift, shift_image, warp_image
 from .plotting import pyplot
 from tools.outcome import load_model
@@ -253,8 +252,7 @@ def dreamed_now(clip: str, cfg: config.Config, seed: int) -> Iterator[np.ndarray
     """The clip dreamed frame-exactly now, as tools.dream does it."""
     with ClipReader(clip, "--clip") as reader:
         backbone = load_model(cfg.dream.model, cfg.dream.device)
-        dream = cfg.dream.on(backbone.device.type)
-        engine = DreamEngine(backbone, settings=dream, size=working_size(dream.size, reader.info.size), seed=seed)
+        engine = clip_engine(backbone, cfg.dream, reader.info.size, seed)
         try:
             dreamer = ClipDreamer(engine, reader.info.fps, cfg.motion, cfg.attract, cfg.render.blend)
             for frame in reader:

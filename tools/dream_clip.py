@@ -18,8 +18,7 @@ from typing import Sequence
 from live import config
 from live.audio.clip import follow_soundtrack
 from live.cli import Parser, UsageError, parse_size, positive_int
-from live.dream import DreamEngine
-from live.dream.clip import ClipDreamer, ClipReader, dream_clip, frames_to_write, working_size
+from live.dream.clip import ClipDreamer, ClipReader, clip_engine, dream_clip, frames_to_write
 from live.dream.files import check_output
 from live.dream.video import VIDEO_SUFFIXES
 from tqdm import tqdm
@@ -56,9 +55,8 @@ def render(args: argparse.Namespace) -> int:
     with ClipReader(args.clip, "CLIP") as reader:
         info = reader.info
         backbone = load_model(cfg.dream.model, cfg.dream.device)
-        dream = cfg.dream.on(backbone.device.type)
-        size = working_size(asked or dream.size, info.size)
-        engine = DreamEngine(backbone, settings=dream, size=size, seed=args.seed)  # the real backend from frame 1
+        engine = clip_engine(backbone, cfg.dream, info.size, args.seed, asked)
+        size = engine.size
         try:
             music = follow_soundtrack(cfg, info.path, info.fps, engine)
             dreamer = ClipDreamer(engine, info.fps, cfg.motion, cfg.attract, cfg.render.blend)

@@ -16,10 +16,11 @@ from typing import Callable, Iterator
 import av
 import numpy as np
 
+from models import Backbone
 from .engine import DreamEngine
 from .files import cause
 from .images import fit_aspect
-from .settings import AttractSettings, MotionSettings
+from .settings import AttractSettings, DreamSettings, MotionSettings
 from .temporal.coherent import TemporalDream
 from .temporal.overlay import Overlay
 from .video import VideoWriter
@@ -129,6 +130,15 @@ class ClipDreamer:
 def working_size(budget: tuple[int, int], frame_size: tuple[int, int]) -> tuple[int, int]:
     """The dream's working size for a clip: `budget`'s pixels, the clip's shape (as live)."""
     return fit_aspect(budget, frame_size[0] / frame_size[1])
+
+
+def clip_engine(backbone: Backbone, dream: DreamSettings, frame_size: tuple[int, int], seed: int | None = None,
+                budget: tuple[int, int] | None = None) -> DreamEngine:
+    """The engine a frame-exact clip is dreamed with: [dream] as it applies on the backbone's
+    device, at the clip's shape with that device's pixel budget (or `budget`), the real
+    backend from the first frame."""
+    d = dream.on(backbone.device.type)
+    return DreamEngine(backbone, settings=d, size=working_size(budget or d.size, frame_size), seed=seed)
 
 
 def frames_to_write(info: ClipInfo, limit: int | None) -> int | None:

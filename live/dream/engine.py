@@ -121,10 +121,11 @@ class DreamEngine:
         _, self._gain = resolve_norm(self.grad_norm, self.size[0])
         key = self._settings_key(self.size)
         if key != self._key:
-            self._close_tap()
             objective = obj.for_backbone(self.objective, self.layer, self.backbone)
-            self._tap = LayerTap(self.backbone, objective.layers)
-            self._finalizer = weakref.finalize(self, self._tap.close)  # no stray hooks
+            if self._tap is None or self._tap.layers != objective.layers:   # the hooks follow the layers only
+                self._close_tap()
+                self._tap = LayerTap(self.backbone, objective.layers)
+                self._finalizer = weakref.finalize(self, self._tap.close)  # no stray hooks
             self._torch_step = DreamStep(self._tap, objective, key[-1], _DTYPES[self.precision])
             for other in self._pools.values():
                 other.pause()

@@ -42,15 +42,16 @@ def normalize_mean(g: torch.Tensor) -> torch.Tensor:
     return g / (g.abs().mean() + 1e-8)
 
 
-_BINOMIAL = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
-_BILINEAR_2X = torch.tensor([0.25, 0.75, 0.75, 0.25])   # a bilinear (half-pixel) doubling's taps
+_BINOMIAL = (1 / 16, 4 / 16, 6 / 16, 4 / 16, 1 / 16)
+_BILINEAR_2X = (0.25, 0.75, 0.75, 0.25)   # a bilinear (half-pixel) doubling's taps
 
 
 @lru_cache(maxsize=16)
-def _depthwise(taps: torch.Tensor, channels: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+def _depthwise(taps: tuple[float, ...], channels: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """The separable kernel taps x taps, one per channel, made on the device once (not a
     transfer per call)."""
-    k = taps[:, None] * taps[None, :]
+    t = torch.tensor(taps, dtype=torch.float64)
+    k = t[:, None] * t[None, :]
     return k.expand(channels, 1, *k.shape).contiguous().to(device, dtype)
 
 

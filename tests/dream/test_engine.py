@@ -110,6 +110,24 @@ def test_hooks_are_registered_once_and_move_with_the_layer(backbone, photo):
     assert backbone.net is net  # never rebuilt
 
 
+def test_a_new_normalisation_or_backend_keeps_the_hooks(backbone, photo):
+    """The hooks depend on the layers only: adaptive quality crossing the width where
+    "auto" turns from mixed to laplacian, or another backend, builds another step on the
+    same hooks instead of removing and registering them again."""
+    eng = engine(backbone, layer="blocks.5", grad_norm="auto", size=(512, 384), tile=(256, 192))
+    hooks = backbone.module("blocks.5")._forward_hooks
+    try:
+        eng.dream(photo)
+        ids = list(hooks)
+        eng.configure(size=(448, 336))          # mixed -> laplacian (resolve_norm by the working width)
+        eng.dream(photo)
+        eng.configure(precision="bf16")
+        eng.dream(photo)
+        assert list(hooks) == ids
+    finally:
+        eng.close()
+
+
 def test_non_finite_values_reset_the_residual_and_log_once(backbone, photo, caplog):
     eng = engine(backbone)
     caplog.set_level(logging.WARNING)
