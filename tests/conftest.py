@@ -191,7 +191,10 @@ def interrupt_when(args: list[str], pattern: str, cwd: Path, timeout: float = 12
     import re
     import signal
     import subprocess
-    proc = subprocess.Popen(args, cwd=cwd, stderr=subprocess.PIPE, text=True)
+    # as a terminal's Ctrl+C finds it: started from a background job (`make test &`) the
+    # child would inherit SIGINT ignored, and Python then never raises KeyboardInterrupt
+    proc = subprocess.Popen(args, cwd=cwd, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen: list[str] = []
     reader = threading.Thread(target=lambda: seen.extend(iter(lambda: proc.stderr.read(1), "")), daemon=True)
     reader.start()
