@@ -234,4 +234,5 @@ class App:
             "first_dream_seconds": round(first - STARTED, 2) if first is not None else None,
             "working_size_smallest": list(d.adaptive.ladder[min(d.adaptive.deepest, len(d.adaptive.ladder) - 1)]),
             "adaptive_level": d.adaptive.level, "dream_faults": d.faults,
+            "picture_fps": round(st.pictures / seconds, 2) if display and seconds > 0 else None,
         }

@@ -7,7 +7,11 @@ It never waits for the dream. The picture is composed and scaled once, when a ne
 frame or a new dream arrives (or the blend changes), into a surface in the screen's
 format; every display frame is then one blit, which holds the display rate at 1280x720
 while a 10 Hz dream still looks fluid. The same Compositor draws the headless recordings
-onto an off-screen surface."""
+onto an off-screen surface.
+
+`picture_fps` caps how often a new camera picture is composed (the window's: a 50 or 60
+fps source composed at every frame took a third of a core from the dream on 2 cores);
+the display still presents at its own rate, and the newest picture always comes next."""
 from __future__ import annotations
 
 import time
@@ -77,8 +81,12 @@ class Layer:
 class Compositor:
     """Draws live + dream (+ HUD, help, notices) onto a target surface."""
 
-    def __init__(self, font_px: int | None = None):
+    def __init__(self, font_px: int | None = None, picture_fps: float = 0.0):
+        """`picture_fps`: new camera pictures composed a second at most (0: every one)."""
         self.panels = Panels(font_px)
+        self.period = 1.0 / picture_fps if picture_fps > 0 else 0.0
+        self._due = float("-inf")                    # when the next camera picture may be composed
+        self.took_live = False                       # the last draw composed the newest camera picture
         self.live = Layer()
         self.overlay = Overlay()
         self._live_img: np.ndarray | None = None
@@ -124,15 +132,23 @@ class Compositor:
             self._template = target
             self._crop, self.rect = placement((live.shape[1], live.shape[0]), target.get_size(), view.scale)
             self._key = key
-        # composing costs a flow and an upscale: once per camera frame, not per display
-        # frame; the crossfade moves on with the camera's frames. A new dream alone is
+        # composing costs a flow, a warp and an upscale: once per camera frame (at most
+        # picture_fps a second), not per display frame; the crossfade moves on with the
+        # camera's frames. A new dream alone is
         # composed at once only when it would show at once (no crossfade, or no camera
         # frame came during its whole fade: frozen)
         u = self.crossfade_weight(view, now)
-        if all_new or self._dirty or self._blend != view.blend or (self._dream_dirty and u >= 1.0):
+        self.took_live = False
+        if all_new or self._blend != view.blend or (self._dirty and now >= self._due - 0.25 * self.period) \
+                or (self._dream_dirty and u >= 1.0):
             picture = self.overlay.compose(live, self._dream, view.blend, u)
             self.live.update(picture, self._crop, self.rect, self._template, view.mirror)
             self._blend = view.blend
+            self.took_live = self._dirty
+            # on a steady schedule: a camera at the cap's own rate, a little early, is not
+            # held back a display frame; one late picture does not delay the next
+            if self._dirty and self.period:
+                self._due = max(self._due + self.period, now)
             self._dirty = self._dream_dirty = False
 
     # -- drawing --------------------------------------------------------------------------

@@ -48,6 +48,7 @@ class RenderConfig:
     mirror: bool | str = choice("auto", "auto", True, False)   # auto: cameras only (files, pictures, clouds as they are)
     hud: bool = False
     fps: int = bounded(60, 5, 240)
+    picture_fps: float = bounded(30.0, 0.0, 240.0)   # new camera pictures composed a second at most; 0 = all
 
 
 def mirrored(mirror: bool | str, camera: bool) -> bool:

@@ -32,7 +32,7 @@ def hud_lines(state: State, stats: Stats, dream: Dream | None, source: str, adap
     flags = [n for n, on in (("FROZEN", s.frozen), ("ZOOM", s.zooming), ("NOISE", s.noise),
                              ("mirror", s.mirror), ("kiosk", s.kiosk)) if on]
     return (
-        f"display {stats.fps:.0f} fps   live latency {stats.latency_ms():.0f} ms",
+        f"display {stats.fps:.0f} fps ({stats.picture_fps:.0f} new)   live latency {stats.latency_ms():.0f} ms",
         f"dream {rate:.1f} steps/s   {ms:.0f} ms/step   {size}" + (f" (adaptive -{adaptive_level})" if adaptive_level else ""),
         f"layer {s.layer}   objective {s.objective}",
         f"strength {s.strength:.4f}   blend {s.blend:.2f}   preset {s.preset_name}",

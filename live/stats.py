@@ -19,17 +19,27 @@ class Stats:
     def __init__(self) -> None:
         self.latencies: deque[float] = deque(maxlen=2000)   # seconds
         self.frame_times: deque[float] = deque(maxlen=120)
-        self.frames = 0
+        self.picture_times: deque[float] = deque(maxlen=120)   # new camera pictures composed
+        self.frames = self.pictures = 0
         self.started = time.perf_counter()
 
     def frame(self, now: float) -> None:
         self.frames += 1
         self.frame_times.append(now)
 
+    def picture(self, now: float) -> None:
+        self.pictures += 1
+        self.picture_times.append(now)
+
     @property
     def fps(self) -> float:
-        t = self.frame_times
-        return (len(t) - 1) / (t[-1] - t[0]) if len(t) > 1 and t[-1] > t[0] else 0.0
+        return _rate(self.frame_times)
+
+    @property
+    def picture_fps(self) -> float:
+        """New camera pictures on screen a second (render.picture_fps caps it; display fps
+        counts every presented frame)."""
+        return _rate(self.picture_times)
 
     def latency_ms(self, q: float = 50) -> float:
         return float(np.percentile(self.latencies, q) * 1000) if self.latencies else 0.0
@@ -47,3 +57,7 @@ def write_stats(path: str | Path, figures: dict) -> Path:
     with atomic(path) as tmp:
         tmp.write_text(json.dumps(figures, indent=1) + "\n")
     return Path(path)
+
+
+def _rate(times: deque[float]) -> float:
+    return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0

@@ -35,6 +35,7 @@ class WindowLoop:
         self.seconds = seconds
         self.help_lines = controls.help_lines(app.state.kiosk, app.state.snapshots_allowed)
         self.live_seq = self.dream_seq = self.snaps_done = 0
+        self.pending: Frame | None = None   # the newest camera frame, until it is composed
         self.dream: Dream | None = None
         self.hud: tuple[str, ...] = ()
         self.hud_due = 0.0
@@ -46,7 +47,7 @@ class WindowLoop:
     def run(self) -> int:
         app, state = self.app, self.app.state
         window = Window(app.cfg.render)
-        comp = self.comp = Compositor()
+        comp = self.comp = Compositor(picture_fps=app.cfg.render.picture_fps)
         clock = pygame.time.Clock()
         deadline = None if self.seconds is None else time.monotonic() + self.seconds
         previous = signal.signal(signal.SIGTERM, lambda *_: state.quit())
@@ -69,6 +70,7 @@ class WindowLoop:
                 now = time.perf_counter()
                 app.stats.frame(now)
                 if new_frame is not None:
+                    app.stats.picture(now)
                     app.stats.latencies.append(now - new_frame.timestamp)
                 self.housekeeping(window, deadline)
                 clock.tick(app.cfg.render.fps)
@@ -153,11 +155,10 @@ class WindowLoop:
         """Draw one display frame from the newest picture and dream (never waits);
         returns the camera frame shown for the first time, if any."""
         app, state = self.app, self.app.state
-        new_frame = None
         seq, frame = app.capture.slot.latest()
         if seq != self.live_seq and frame is not None and not state.frozen:
             comp.set_live(frame.image)
-            self.live_seq, new_frame = seq, frame
+            self.live_seq, self.pending = seq, frame
         seq, dream = app.dreamer.dreams.latest()
         if seq != self.dream_seq and dream is not None:
             comp.set_dream(dream.picture)
@@ -166,6 +167,7 @@ class WindowLoop:
                 state.next_preset()  # attract mode slowly rotates presets
         view = state.view()   # the motion response's blend map travels in dream.picture
         comp.draw(target, view, self.hud, self.help_lines if view.help else None)
+        new_frame, self.pending = (self.pending, None) if comp.took_live else (None, self.pending)
         return new_frame
 
     def housekeeping(self, window: Window, deadline: float | None) -> None:

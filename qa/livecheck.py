@@ -111,7 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f = one_run(i, args, display, out)
             results.append(f)
             print(f"run {i}: {f['dream_steps_per_second']:.1f} steps/s at {f['working_size']} (smallest "
-                  f"{f['working_size_smallest']}), display {f['display_fps']} fps, latency {f['latency_ms_median']} / "
+                  f"{f['working_size_smallest']}), display {f['display_fps']} fps ({f['picture_fps']} new pictures/s), "
+                  f"latency {f['latency_ms_median']} / "
                   f"{f['latency_ms_p95']} ms, first dream {f['first_dream_seconds']} s, {f['backend']} "
                   f"{f['precision']}; load {f['load_before']} -> {f['load_after']}")
     finally:

@@ -273,6 +273,7 @@ def test_stats_file_has_the_session_figures(tmp_path):
         assert figures["backend"] == "torch" and figures["precision"] == "fp32"
         assert figures["working_size"] == [96, 72] and figures["dream_steps_per_second"] > 0
         assert (figures["display_fps"] is not None) == display and (figures["latency_ms_p95"] is None) != display
+        assert (figures["picture_fps"] > 0) if display else figures["picture_fps"] is None   # new pictures shown
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["window.json"]  # no partial file left
 
 

@@ -103,6 +103,35 @@ def test_crossfade_between_successive_dreams():
     assert close(px(target, 10, 10), (100, 200, 100))     # crossfade off: the newest at once
 
 
+def shown_pictures(comp: Compositor, camera_fps: float, seconds: float = 2.0, display_fps: float = 60.0) -> list[int]:
+    """Display ticks at display_fps, a new camera picture (numbered by its grey level) at
+    camera_fps: the numbers of the pictures composed, in order."""
+    target = pygame.Surface((64, 48), 0, 32)
+    view = View(blend=0.0, mirror=False)
+    shown, sent = [], -1
+    for tick in range(int(seconds * display_fps)):
+        now = tick / display_fps
+        newest = int(now * camera_fps + 1e-9)
+        if newest != sent:
+            comp.set_live(solid((newest, newest, newest)))
+            sent = newest
+        comp.draw(target, view, now=now)
+        if comp.took_live:
+            shown.append(px(target, 10, 10)[0])
+    return shown
+
+
+def test_camera_pictures_are_composed_at_most_picture_fps_and_the_newest_comes_next():
+    fast = shown_pictures(Compositor(picture_fps=30), camera_fps=50)
+    assert 58 <= len(fast) <= 61                                # 30 a second of the 50 fps source
+    assert fast == sorted(fast) and fast[-1] >= 98               # in order, up to date
+    gaps = np.diff(fast)
+    assert set(gaps) <= {1, 2, 3}                                # never a stall
+    assert len(shown_pictures(Compositor(), camera_fps=50)) == 100            # 0: every picture
+    assert len(shown_pictures(Compositor(picture_fps=30), camera_fps=30)) == 60   # a 30 fps camera loses none
+    assert len(shown_pictures(Compositor(picture_fps=30), camera_fps=25)) == 50
+
+
 def test_letterbox_bars_fill_and_mirror():
     img = solid(RED, 40, 40)
     img[:, 20:] = GREEN                                     # left red, right green
