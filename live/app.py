@@ -10,12 +10,16 @@ from __future__ import annotations
 import logging
 import time
 
+import cv2
+
 import models
 from . import STARTED
 from .capture import Capture
 from .commands import CommandError, Commands
 from .config import Config, ConfigError, opening_hours
 from .dream import DreamEngine, objectives
+from .dream.backends.onnx import cpu_threads
+from .dream.backends.threads import opencv_threads
 from .dream.temporal.coherent import TemporalDream
 from .dreamer import Dreamer, LiveSettings
 from .audio.follower import Follower
@@ -111,6 +115,8 @@ class App:
         objectives.for_backbone(objective, layer, self.backbone)
 
     def start(self) -> None:
+        if (n := opencv_threads(cpu_threads())) is not None:
+            cv2.setNumThreads(n)
         self.tick_schedule()   # closed at start: not one frame read nor one step dreamed
         self.health.start()
         self.remotes.start()

@@ -18,3 +18,16 @@ def use(backend: str) -> None:
     want = 1 if backend in EXPORTED else FULL
     if torch.get_num_threads() != want:
         torch.set_num_threads(want)
+
+
+SMALL_CPU = 4   # usable cores up to which the live installation's own threads are its parallelism
+
+
+def opencv_threads(cores: int) -> int | None:
+    """OpenCV's pool for the live installation (None: leave OpenCV's default). On a small
+    CPU the capture, dream and window threads already keep every core busy, and each of
+    OpenCV's parallel loops over a small picture (remap, resize, blur, DIS at 368x208) then
+    costs more in hand-offs and waiting workers than it saves: on 2 cores given half their
+    time (a stand-in for the slow AVX2-only machine) 11.5 against 10.5 steps/s with one
+    thread, 24.0 against 23.4 at full speed (docs/measurements.md, issue 22)."""
+    return 1 if cores <= SMALL_CPU else None
