@@ -3,6 +3,7 @@ virtual screen (Xvfb 1280x720, config defaults), started twice; the second start
 one judged (the first may export and decide once per machine).
 
     python -m qa.livecheck [--source ../shared/media/pedestrians.mp4] [--seconds 60] [--out-dir out/livecheck]
+    python -m qa.livecheck --source ped720.mp4 --avx2 --cpu-share 0.5   # the slow AVX2-only machine, stood in for
 
 Wanted on the 2-core reference CPU: >= 12 dream steps/s at the full working size
 (adaptive quality never stepped down), display >= 30 fps, first dream < 5 s after the
@@ -18,10 +19,12 @@ import shutil
 import subprocess
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Sequence
 
 from live.cli import Parser, UsageError, run
+from .slowcpu import CpuShare, CpuShareError, avx2_env
 
 WANTED = {"dream_steps_per_second": 12.0, "display_fps": 30.0, "first_dream_seconds": 5.0}
 
@@ -34,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=int, default=2, help="starts; the last one is judged (default 2)")
     p.add_argument("--set", action="append", default=[], help="passed on to python -m live")
     p.add_argument("--out-dir", default="out/livecheck")
+    p.add_argument("--avx2", action="store_true", help="hold every library's kernels to AVX2 (qa/slowcpu.py)")
+    p.add_argument("--cpu-share", type=float, default=1.0,
+                   help="give the app this share of the machine's CPU time, 0.05..1 (a cgroup: root only)")
     return p
 
 
@@ -76,13 +82,14 @@ def stop_xvfb(proc: subprocess.Popen | None) -> None:
         proc.wait()
 
 
-def one_run(i: int, args: argparse.Namespace, display: str, out: Path) -> dict:
+def one_run(i: int, args: argparse.Namespace, display: str, out: Path, share: CpuShare | None = None) -> dict:
     stats, log = out / f"run{i}.json", out / f"run{i}.log"
     cmd = [sys.executable, "-m", "live", "--source", args.source, "--seconds", f"{args.seconds:g}",
            "--stats", str(stats), "--log-file", str(log), *(a for s in args.set for a in ("--set", s))]
     load = [round(v, 2) for v in os.getloadavg()]
-    code = subprocess.run(cmd, env=dict(os.environ, DISPLAY=display), stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL).returncode
+    env = (avx2_env() if args.avx2 else dict(os.environ)) | {"DISPLAY": display}
+    code = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                          preexec_fn=None if share is None else lambda: share.enter(os.getpid())).returncode
     if code != 0 or not stats.is_file():
         raise RuntimeError(f"python -m live ended with exit code {code}; see {log}")
     figures = json.loads(stats.read_text())
@@ -103,18 +110,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not Path(args.source).is_file():
         raise UsageError(f"--source '{args.source}': no such file")
     out = Path(args.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        limited = CpuShare(args.cpu_share) if args.cpu_share != 1.0 else nullcontext()
+        out.mkdir(parents=True, exist_ok=True)
+        with limited as share:
+            return judged(args, out, share)
+    except (ValueError, CpuShareError) as exc:
+        raise UsageError(f"--cpu-share: {exc}") from None
+
+
+def judged(args: argparse.Namespace, out: Path, share: CpuShare | None) -> int:
+    """The runs under one virtual screen, the last one judged."""
     xvfb, display = start_xvfb()
     try:
         results = []
         for i in range(1, args.runs + 1):
-            f = one_run(i, args, display, out)
+            f = one_run(i, args, display, out, share)
             results.append(f)
             print(f"run {i}: {f['dream_steps_per_second']:.1f} steps/s at {f['working_size']} (smallest "
                   f"{f['working_size_smallest']}), display {f['display_fps']} fps ({f['picture_fps']} new pictures/s), "
-                  f"latency {f['latency_ms_median']} / "
-                  f"{f['latency_ms_p95']} ms, first dream {f['first_dream_seconds']} s, {f['backend']} "
-                  f"{f['precision']}; load {f['load_before']} -> {f['load_after']}")
+                  f"latency {f['latency_ms_median']} / {f['latency_ms_p95']} ms, first dream "
+                  f"{f['first_dream_seconds']} s, {f['backend']} {f['precision']}; load {f['load_before']} -> "
+                  f"{f['load_after']}")
     finally:
         stop_xvfb(xvfb)
     lines = verdict(results[-1])
