@@ -64,9 +64,10 @@ def test_the_dream_core_imports_neither_pygame_nor_the_installation(name):
 
 
 @pytest.mark.parametrize("name", [n for n in MODULES if n.split(".")[0] in ("tools", "qa")
-                                  and n not in ("qa.soak", *OLD_NAMES)])
+                                  and n not in ("qa.soak", "qa.abswitch", *OLD_NAMES)])
 def test_tools_sit_on_the_core_not_the_app(name):
-    """qa.soak runs the whole app (it is the app's soak test); nothing else may."""
+    """qa.soak and qa.abswitch run the whole app (its soak test; a setting judged inside one
+    live run); nothing else may."""
     allowed = QA_MAY_IMPORT if name.startswith("qa") else TOOLS_MAY_IMPORT
     bad = {n for n in ours(imports(name)) if not (in_core(n) or n.startswith(allowed[1:]))}
     assert not bad, f"{name} imports {sorted(bad)}; it may import {', '.join(allowed)}"
