@@ -9,8 +9,8 @@ format; every display frame is then one blit, which holds the display rate at 12
 while a 10 Hz dream still looks fluid. The same Compositor draws the headless recordings
 onto an off-screen surface.
 
-`picture_fps` caps how often a new camera picture is composed (the window's: a 50 or 60
-fps source composed at every frame took a third of a core from the dream on 2 cores);
+`picture_fps` caps how often a new camera picture is composed (the window's: every
+picture of a 50 fps clip kept its thread at half a core of 2, and the dream 15% slower);
 the display still presents at its own rate, and the newest picture always comes next."""
 from __future__ import annotations
 
@@ -134,9 +134,8 @@ class Compositor:
             self._key = key
         # composing costs a flow, a warp and an upscale: once per camera frame (at most
         # picture_fps a second), not per display frame; the crossfade moves on with the
-        # camera's frames. A new dream alone is
-        # composed at once only when it would show at once (no crossfade, or no camera
-        # frame came during its whole fade: frozen)
+        # camera's frames. A new dream alone is composed at once only when it would show
+        # at once (no crossfade, or no camera frame came during its whole fade: frozen)
         u = self.crossfade_weight(view, now)
         self.took_live = False
         if all_new or self._blend != view.blend or (self._dirty and now >= self._due - 0.25 * self.period) \
