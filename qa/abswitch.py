@@ -16,17 +16,15 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import threading
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable, Sequence
 
 from live.cli import Parser, UsageError, run
 from .livecheck import start_xvfb, stop_xvfb
-from .slowcpu import CpuShare, CpuShareError, avx2_env
+from .slowcpu import CpuShareError, StandIn, add_arguments
 
 WARMUP = 15.0   # seconds before the first stretch counts
 
@@ -41,8 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=float, default=5.0, help="seconds counted after each switch (default 5)")
     p.add_argument("--warmup", type=float, default=WARMUP, help=argparse.SUPPRESS)
     p.add_argument("--set", action="append", default=[], help="a setting for the run, as python -m live takes it")
-    p.add_argument("--avx2", action="store_true", help="hold every library's kernels to AVX2")
-    p.add_argument("--cpu-share", type=float, default=1.0, help="the run's share of the CPU time (root only)")
+    add_arguments(p)
     p.add_argument("--out-dir", default="out/abswitch")
     p.add_argument("--here", action="store_true", help=argparse.SUPPRESS)   # the run itself (the child)
     return p
@@ -134,15 +131,12 @@ def child(argv: Sequence[str], args: argparse.Namespace, out: Path) -> dict:
     """The run as a child process: AVX2-held, in the CPU share, on a virtual screen if need be."""
     result = out / "found.json"
     cmd = [sys.executable, "-m", "qa.abswitch", *argv, "--here"]
-    limited = CpuShare(args.cpu_share) if args.cpu_share != 1.0 else nullcontext()
-    xvfb, display = start_xvfb()
-    try:
-        with limited as share:
-            env = (avx2_env() if args.avx2 else dict(os.environ)) | {"DISPLAY": display, "ABSWITCH_OUT": str(result)}
-            code = subprocess.run(cmd, env=env, preexec_fn=None if share is None else
-                                  lambda: share.enter(os.getpid())).returncode
-    finally:
-        stop_xvfb(xvfb)
+    with StandIn(args.avx2, args.cpu_share) as slow:
+        xvfb, display = start_xvfb()
+        try:
+            code = slow.run(cmd, {"DISPLAY": display, "ABSWITCH_OUT": str(result)}).returncode
+        finally:
+            stop_xvfb(xvfb)
     if code != 0:
         raise SystemExit(code)
     return json.loads(result.read_text())
@@ -161,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     try:
         found = child(argv, args, out)
-    except (ValueError, CpuShareError) as exc:
+    except CpuShareError as exc:
         raise UsageError(f"--cpu-share: {exc}") from None
     report = summary(args, found)
     (out / "abswitch.json").write_text(json.dumps(report, indent=1))

@@ -19,12 +19,11 @@ import shutil
 import subprocess
 import sys
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Sequence
 
 from live.cli import Parser, UsageError, run
-from .slowcpu import CpuShare, CpuShareError, avx2_env
+from .slowcpu import CpuShareError, StandIn, add_arguments
 
 WANTED = {"dream_steps_per_second": 12.0, "display_fps": 30.0, "first_dream_seconds": 5.0}
 
@@ -37,9 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=int, default=2, help="starts; the last one is judged (default 2)")
     p.add_argument("--set", action="append", default=[], help="passed on to python -m live")
     p.add_argument("--out-dir", default="out/livecheck")
-    p.add_argument("--avx2", action="store_true", help="hold every library's kernels to AVX2 (qa/slowcpu.py)")
-    p.add_argument("--cpu-share", type=float, default=1.0,
-                   help="give the app this share of the machine's CPU time, 0.05..1 (a cgroup: root only)")
+    add_arguments(p)
     return p
 
 
@@ -82,14 +79,12 @@ def stop_xvfb(proc: subprocess.Popen | None) -> None:
         proc.wait()
 
 
-def one_run(i: int, args: argparse.Namespace, display: str, out: Path, share: CpuShare | None = None) -> dict:
+def one_run(i: int, args: argparse.Namespace, display: str, out: Path, slow: StandIn) -> dict:
     stats, log = out / f"run{i}.json", out / f"run{i}.log"
     cmd = [sys.executable, "-m", "live", "--source", args.source, "--seconds", f"{args.seconds:g}",
            "--stats", str(stats), "--log-file", str(log), *(a for s in args.set for a in ("--set", s))]
     load = [round(v, 2) for v in os.getloadavg()]
-    env = (avx2_env() if args.avx2 else dict(os.environ)) | {"DISPLAY": display}
-    code = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                          preexec_fn=None if share is None else lambda: share.enter(os.getpid())).returncode
+    code = slow.run(cmd, {"DISPLAY": display}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
     if code != 0 or not stats.is_file():
         raise RuntimeError(f"python -m live ended with exit code {code}; see {log}")
     figures = json.loads(stats.read_text())
@@ -111,21 +106,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UsageError(f"--source '{args.source}': no such file")
     out = Path(args.out_dir)
     try:
-        limited = CpuShare(args.cpu_share) if args.cpu_share != 1.0 else nullcontext()
-        out.mkdir(parents=True, exist_ok=True)
-        with limited as share:
-            return judged(args, out, share)
-    except (ValueError, CpuShareError) as exc:
+        with StandIn(args.avx2, args.cpu_share) as slow:
+            out.mkdir(parents=True, exist_ok=True)
+            return judged(args, out, slow)
+    except CpuShareError as exc:
         raise UsageError(f"--cpu-share: {exc}") from None
 
 
-def judged(args: argparse.Namespace, out: Path, share: CpuShare | None) -> int:
+def judged(args: argparse.Namespace, out: Path, slow: StandIn) -> int:
     """The runs under one virtual screen, the last one judged."""
     xvfb, display = start_xvfb()
     try:
         results = []
         for i in range(1, args.runs + 1):
-            f = one_run(i, args, display, out, share)
+            f = one_run(i, args, display, out, slow)
             results.append(f)
             print(f"run {i}: {f['dream_steps_per_second']:.1f} steps/s at {f['working_size']} (smallest "
                   f"{f['working_size_smallest']}), display {f['display_fps']} fps ({f['picture_fps']} new pictures/s), "

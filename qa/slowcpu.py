@@ -7,8 +7,11 @@ issue's own figures on the AVX2-only machine (9.2 / 42): `python -m qa.livecheck
 a slow CPU is slow all the time (docs/measurements.md)."""
 from __future__ import annotations
 
+import argparse
 import os
+import subprocess
 from pathlib import Path
+from typing import Sequence
 
 # Each library's own switch (names as each one spells them): oneDNN (PyTorch's and
 # OpenVINO's convolutions), PyTorch's element-wise kernels, OpenCV's and numpy's dispatch.
@@ -20,7 +23,8 @@ CGROUPS = Path("/sys/fs/cgroup")
 
 
 class CpuShareError(RuntimeError):
-    """The machine does not let this process make a cgroup (not root, no cpu controller)."""
+    """A share out of range, or a machine that does not let this process make a cgroup
+    (not root, no cpu controller)."""
 
 
 def avx2_env(env: dict[str, str] | None = None) -> dict[str, str]:
@@ -36,7 +40,7 @@ class CpuShare:
 
     def __init__(self, share: float, cores: int | None = None, root: Path | None = None, name: str = "dreamcam-slowcpu"):
         if not SHARES[0] <= share <= SHARES[1]:
-            raise ValueError(f"cpu share {share:g} is out of range ({SHARES[0]:g}..{SHARES[1]:g})")
+            raise CpuShareError(f"cpu share {share:g} is out of range ({SHARES[0]:g}..{SHARES[1]:g})")
         self.quota_us = max(1000, round(share * (cores or os.cpu_count() or 1) * PERIOD_US))
         root = root or CGROUPS
         v2 = (root / "cgroup.controllers").is_file()
@@ -64,3 +68,35 @@ class CpuShare:
             self.path.rmdir()   # empty again once its processes have ended
         except OSError:
             pass
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """--avx2 and --cpu-share, for the measuring tools that run the app as a child."""
+    parser.add_argument("--avx2", action="store_true", help="hold every library's kernels to AVX2 (qa/slowcpu.py)")
+    parser.add_argument("--cpu-share", type=float, default=1.0,
+                        help=f"give the app this share of the machine's CPU time, {SHARES[0]:g}..{SHARES[1]:g} "
+                             "(a cgroup: root only)")
+
+
+class StandIn:
+    """Child processes run as on the slow machine: `with StandIn(args.avx2, args.cpu_share)
+    as slow: slow.run(cmd, env={...})` (AVX2-held when `avx2`, in a CpuShare below 1)."""
+
+    def __init__(self, avx2: bool = False, share: float = 1.0):
+        self.avx2 = avx2
+        self.share = CpuShare(share) if share != 1.0 else None
+
+    def __enter__(self) -> "StandIn":
+        if self.share is not None:
+            self.share.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.share is not None:
+            self.share.__exit__(*exc)
+
+    def run(self, cmd: Sequence[str], env: dict[str, str], **kwargs) -> subprocess.CompletedProcess:
+        """subprocess.run with this process's environment (AVX2-held) and `env` on top."""
+        share = self.share
+        return subprocess.run(cmd, env=(avx2_env() if self.avx2 else dict(os.environ)) | env,
+                              preexec_fn=None if share is None else lambda: share.enter(os.getpid()), **kwargs)
