@@ -6,7 +6,8 @@ stretches interleaved in one process see the same machine.
     python -m qa.abswitch openvino-threads --source ped720.mp4 [--seconds 160] [--avx2 --cpu-share 0.5]
 
 Switches (A / B): opencv-threads (1 / 2), openvino-threads (1 / 2: the running step must be
-OpenVINO's), picture-fps (30 / every camera picture). Each stretch: `--settle` seconds
+OpenVINO's), picture-fps (30 / every camera picture), still-flow (the dream's warps skip
+what does not move / resample everything). Each stretch: `--settle` seconds
 after the switch, then `--window` seconds counted; the first 15 s (start-up, exports) are
 not. Prints the medians, writes OUT_DIR/abswitch.json. --avx2 and --cpu-share stand in for
 the slow AVX2-only machine (qa/slowcpu.py); no DISPLAY: a virtual screen (Xvfb)."""
@@ -70,7 +71,16 @@ def _openvino(app, loop) -> tuple[Callable[[], None], Callable[[], None]]:
     return (lambda: setattr(step, "request", one)), (lambda: setattr(step, "request", two))
 
 
+def _still(app, loop) -> tuple[Callable[[], None], Callable[[], None]]:
+    """The dream's quieted flow snapped to 0 below a hundredth of a pixel (the warps skip
+    what does not move), or never (every block resampled, as before)."""
+    from live.dream.temporal import flow
+    still = flow.STILL
+    return (lambda: setattr(flow, "STILL", still)), (lambda: setattr(flow, "STILL", 0.0))
+
+
 SWITCHES = {"opencv-threads": (("1 thread", "2 threads"), _opencv),
+            "still-flow": (("still blocks kept", "all resampled"), _still),
             "openvino-threads": (("1 thread", "2 threads"), _openvino),
             "picture-fps": (("30", "every picture"), _pictures)}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from conftest import SMALL
@@ -37,3 +38,16 @@ def test_a_switch_that_does_not_apply_is_one_line_and_exit_2(tmp_path, capfd):
     err = [line for line in capfd.readouterr().err.splitlines() if line.startswith("error")]
     assert exit_.value.code == 2 and err == ["error: the running step is DreamStep, not OpenVINO's: add "
                                              "--set dream.backend=openvino"]
+
+
+def test_the_still_flow_switch_turns_the_dreams_snap_to_0_off_and_back_on():
+    from live.dream.temporal import flow
+    from qa.abswitch import SWITCHES
+    keep, resample = SWITCHES["still-flow"][1](None, None)
+    tiny = np.full((8, 8, 2), 0.001, np.float32)   # a still camera's shift, a thousandth of a pixel
+    try:
+        resample()
+        assert flow.quieted(tiny.copy()).any()
+    finally:
+        keep()
+    assert flow.STILL > 0 and not flow.quieted(tiny.copy()).any()

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-import cv2
 import numpy as np
 import torch
 
 from ..engine import DreamEngine
 from ..images import feed_back, resize_image, times_map
 from ..settings import AttractSettings, MotionSettings
-from .flow import FlowResult, FlowTracker, quieted, resize_flow, warp_image, zoom_flow
+from .flow import FlowResult, FlowTracker, quieted, resize_flow, zoom_flow
 from .local import LocalMotion
 from .motion import MotionResponse, MotionState
 from .overlay import DreamFrame
@@ -147,6 +146,6 @@ class TemporalDream:
             self._steady = cur
             return small
         weight = (self.motion.denoise * (1.0 - level) * result.confidence).astype(np.float32, copy=False)
-        self._steady = cur + times_map(warp_image(self._steady, result.flow, interp=cv2.INTER_CUBIC) - cur, weight)
+        self._steady = cur + times_map(self.tracker.move(self._steady, result.flow) - cur, weight)
         return np.clip(self._steady + 0.5, 0, 255).astype(np.uint8)  # cubic may overshoot
 

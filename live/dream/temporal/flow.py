@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from ..gpu import upload
 from ..images import resize_image, times_map
+from .remap import Planned, pixel_grid
 
 log = logging.getLogger(__name__)
 
@@ -48,18 +49,6 @@ def grey(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 STAY_MARGIN = 0.05   # a tie: "moved with the camera" taken while it explains a pixel nearly as well as the flow
 
-_GRIDS: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
-
-
-def _pixel_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel coordinates (xs, ys), cached per size (read-only: callers must not write)."""
-    if (h, w) not in _GRIDS:
-        ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-        xs.flags.writeable = ys.flags.writeable = False
-        _GRIDS[(h, w)] = (xs, ys)
-    return _GRIDS[(h, w)]
-
-
 def _magnitude(flow: np.ndarray) -> np.ndarray:
     return cv2.magnitude(np.ascontiguousarray(flow[..., 0]), np.ascontiguousarray(flow[..., 1]))
 
@@ -69,7 +58,7 @@ def warp_image(img: np.ndarray, flow: np.ndarray, border: int = cv2.BORDER_REPLI
     """Move a previous picture (h x w [x c], any dtype cv2 takes) onto the new frame.
     Use INTER_CUBIC for anything warped again and again (linear blurs it a little each time)."""
     h, w = flow.shape[:2]
-    xs, ys = _pixel_grid(h, w)
+    xs, ys = pixel_grid(h, w)
     return cv2.remap(img, xs + flow[..., 0], ys + flow[..., 1], interp, borderMode=border)
 
 
@@ -77,7 +66,7 @@ def zoom_flow(size: tuple[int, int], zoom: float, angle_deg: float = 0.0) -> np.
     """The backward flow of a zoom by `zoom` (>1 = into the picture) and a small turn about
     the centre: the endless-zoom feedback of attract mode is this warp applied each pass."""
     w, h = size
-    xs, ys = _pixel_grid(h, w)
+    xs, ys = pixel_grid(h, w)
     cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
     a = math.radians(angle_deg)
     c, s = math.cos(a) / zoom, math.sin(a) / zoom
@@ -106,6 +95,7 @@ def camera_shift(flow: np.ndarray) -> np.ndarray:
 
 SHIFT_DEADBAND = 0.15   # px: the camera's own shift below this is noise
 OWN_DEADBAND = 0.5      # px: a pixel's own motion (apart from the camera's) below about this is noise
+STILL = 0.01            # px: what is left of a quieted flow below this moves nothing one could see: 0
 
 
 # Per-pixel arithmetic on the flow runs on its two planes: numpy's loops over an h x w x 2
@@ -143,8 +133,16 @@ def quieted(flow: np.ndarray, deadband: float = OWN_DEADBAND, moving: np.ndarray
     as far as something moves there: DIS's flow on a still room's texture wanders by
     more than any deadband here and there (at 640x480 flicker 1.42x -> 1.30x)."""
     shift = camera_shift(flow)
-    return _around(flow, shift, np.float32(1.0) if moving is None else moving, deadband,
-                   base=_shrunk_shift(shift, SHIFT_DEADBAND))
+    return _still(_around(flow, shift, np.float32(1.0) if moving is None else moving, deadband,
+                          base=_shrunk_shift(shift, SHIFT_DEADBAND)))
+
+
+def _still(flow: np.ndarray) -> np.ndarray:
+    """`flow` (in place) with every vector shorter than STILL px set to 0 exactly: the
+    warps then leave those pixels as they are instead of resampling them (remap.py)."""
+    dx, dy = flow[..., 0], flow[..., 1]
+    flow[dx * dx + dy * dy < STILL * STILL] = 0.0
+    return flow
 
 
 def shift_image(img: np.ndarray, d: np.ndarray) -> np.ndarray:
@@ -168,7 +166,7 @@ class ResidualWarp:
         self._cv_mode = {"bicubic": cv2.INTER_CUBIC, "bilinear": cv2.INTER_LINEAR, "nearest": cv2.INTER_NEAREST}[mode]
         self._base: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
         self._uploaded: tuple | None = None  # (flow, confidence, device, their tensors)
-        self._maps: tuple | None = None      # (flow, its remap coordinates x, y): the CPU's warp
+        self.plan = Planned()                # the CPU's warp: residual and momentum, one flow, one plan
 
     def __call__(self, x: torch.Tensor, flow: np.ndarray, confidence: np.ndarray | None = None) -> torch.Tensor:
         _, _, h, w = x.shape
@@ -183,7 +181,7 @@ class ResidualWarp:
         _, _, h, w = x.shape
         key = (h, w, x.device)
         if key not in self._base:
-            xs, ys = _pixel_grid(h, w)
+            xs, ys = pixel_grid(h, w)
             scale = torch.tensor([2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)], device=x.device)
             self._base[key] = (upload(np.stack([xs, ys], -1), x.device), scale)
         base, scale = self._base[key]
@@ -197,12 +195,9 @@ class ResidualWarp:
     def _remap(self, x: torch.Tensor, flow: np.ndarray, confidence: np.ndarray | None) -> torch.Tensor:
         """The same warp on the CPU with OpenCV's remap (the same bicubic kernel, a = -0.75):
         4.6x faster than grid_sample at 368x208, on its own threads while the exported
-        step has PyTorch down to one."""
-        if self._maps is None or self._maps[0] is not flow:   # residual and momentum: one flow, one map
-            xs, ys = _pixel_grid(*flow.shape[:2])
-            self._maps = (flow, xs + flow[..., 0], ys + flow[..., 1])
+        step has PyTorch down to one; only where the flow moves anything (remap.py)."""
         img = np.ascontiguousarray(x[0].float().permute(1, 2, 0).numpy())
-        out = cv2.remap(img, self._maps[1], self._maps[2], self._cv_mode, borderMode=cv2.BORDER_CONSTANT)
+        out = self.plan(flow)(img, self._cv_mode, cv2.BORDER_CONSTANT, fresh=confidence is None)
         if confidence is not None:
             out = times_map(out, confidence)
         if out.ndim == 2:
@@ -285,7 +280,7 @@ class FlowTracker:
         err = cv2.blur(np.abs(cur.astype(np.float32) - warped), (5, 5))
         conf = np.exp(-np.square(np.maximum(err - self.photo_floor, 0.0) / sigma))
         h, w = cur.shape
-        xs, ys = _pixel_grid(h, w)
+        xs, ys = pixel_grid(h, w)
         sx, sy = xs + flow[..., 0], ys + flow[..., 1]
         inside = (sx >= 0) & (sx <= w - 1) & (sy >= 0) & (sy <= h - 1)
         conf = np.where(inside, conf, 0.0).astype(np.float32)
@@ -345,6 +340,12 @@ class FlowTracker:
         if self.last is not None:
             self.last = replace(self.last, flow=flow, confidence=self.last.confidence if confidence is None
                                 else confidence)
+
+    def move(self, img: np.ndarray, flow: np.ndarray, interp: int = cv2.INTER_CUBIC) -> np.ndarray:
+        """A picture (the denoiser's running average) moved along `flow`, border replicated,
+        on the plan the dream's own warps of this flow use; may be `img` itself where
+        nothing moves."""
+        return self._warp.plan(flow)(img, interp, cv2.BORDER_REPLICATE, fresh=False)
 
     def warp(self, residual: torch.Tensor, flow: np.ndarray) -> torch.Tensor:
         """The engine's `warp=` hook: move the residual along `flow` and fade it where the
