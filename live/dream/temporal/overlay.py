@@ -23,7 +23,8 @@ import cv2
 import numpy as np
 
 from ..images import resize_image, times_map
-from .flow import FlowTracker, grey, resize_flow, warp_image
+from .flow import FlowTracker, grey, quieted, resize_flow
+from .remap import FlowRemap
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,10 @@ class Overlay:
         if self._tracker is None or self._tracker.size != (fw, fh):
             self._tracker = FlowTracker((fw, fh), preset=self.preset, fb_check=self.fb_check, deadband=0.0)
         r = self._tracker.measure(source, target)
-        return resize_flow(r.flow, size), resize_image(r.confidence, size)
+        # each compose moves the detail from the dream's own frame (nothing accumulates), so
+        # every pixel keeps its own motion whole; only the camera's shift is quieted, which
+        # on a still camera leaves most of the picture at 0 and unresampled (crisp, cheaper)
+        return resize_flow(quieted(r.flow, deadband=0.0), size), resize_image(r.confidence, size)
 
     def _moved(self, detail: np.ndarray, source: np.ndarray | None, target: np.ndarray | None) -> np.ndarray:
         """`detail` made on the frame `source` moved onto `target` (grey pictures), faded
@@ -96,7 +100,7 @@ class Overlay:
             return detail
         flow, conf = self._flow(source, target, (detail.shape[1], detail.shape[0]))
         self.confidence = conf
-        moved = warp_image(detail, flow, border=cv2.BORDER_CONSTANT, interp=cv2.INTER_CUBIC)
+        moved = FlowRemap(flow)(detail, cv2.INTER_CUBIC, cv2.BORDER_CONSTANT, fresh=False)
         return times_map(moved, conf)
 
     def arrive(self, dream: DreamFrame) -> None:
