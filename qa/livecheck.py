@@ -79,14 +79,26 @@ def stop_xvfb(proc: subprocess.Popen | None) -> None:
         proc.wait()
 
 
+class AppFailed(Exception):
+    """`python -m live` ended without its figures (`code`: its exit code)."""
+
+    def __init__(self, message: str, code: int):
+        super().__init__(message)
+        self.code = code
+
+
 def one_run(i: int, args: argparse.Namespace, display: str, out: Path, slow: StandIn) -> dict:
-    stats, log = out / f"run{i}.json", out / f"run{i}.log"
+    stats, log, said = out / f"run{i}.json", out / f"run{i}.log", out / f"run{i}.out"
     cmd = [sys.executable, "-m", "live", "--source", args.source, "--seconds", f"{args.seconds:g}",
            "--stats", str(stats), "--log-file", str(log), *(a for s in args.set for a in ("--set", s))]
     load = [round(v, 2) for v in os.getloadavg()]
-    code = slow.run(cmd, {"DISPLAY": display}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
+    stats.unlink(missing_ok=True)
+    with said.open("w") as output:   # what it printed: a refusal comes before its log file exists
+        code = slow.run(cmd, {"DISPLAY": display}, stdout=output, stderr=subprocess.STDOUT).returncode
     if code != 0 or not stats.is_file():
-        raise RuntimeError(f"python -m live ended with exit code {code}; see {log}")
+        lines = [line for line in said.read_text(errors="replace").splitlines() if line.strip()]
+        last = f": {lines[-1].strip()}" if lines else ""
+        raise AppFailed(f"python -m live (run {i}) ended with exit code {code}{last} (all it printed: {said})", code)
     figures = json.loads(stats.read_text())
     return figures | {"load_before": load, "load_after": [round(v, 2) for v in os.getloadavg()]}
 
@@ -111,6 +123,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return judged(args, out, slow)
     except CpuShareError as exc:
         raise UsageError(f"--cpu-share: {exc}") from None
+    except AppFailed as exc:   # its refusal of a --set is ours: exit 2 as well
+        print(f"error: {exc}", file=sys.stderr)
+        return 2 if exc.code == 2 else 1
 
 
 def judged(args: argparse.Namespace, out: Path, slow: StandIn) -> int:

@@ -70,3 +70,19 @@ def test_livecheck_says_in_one_line_when_it_cannot_share_the_cpu(tmp_path, monke
             run(lambda: main(["--source", str(clip), "--cpu-share", share, "--out-dir", str(tmp_path / "out")]))
         err = capsys.readouterr().err
         assert exit_.value.code == 2 and err.count("\n") == 1 and words in err, err
+
+
+@pytest.mark.skipif(shutil.which("Xvfb") is None, reason="no Xvfb here (apt install xvfb)")
+def test_an_app_that_refuses_to_start_is_one_line_with_its_reason(tmp_path, capsys, monkeypatch):
+    """What the app printed before it had a log file (here: refusing a --set) is the line,
+    and its exit code 2 is livecheck's."""
+    from conftest import write_clip
+    from qa.livecheck import main
+    monkeypatch.delenv("DISPLAY", raising=False)
+    clip = write_clip(tmp_path / "clip.mp4")
+    code = main(["--source", str(clip), "--seconds", "3", "--runs", "1", "--out-dir", str(tmp_path / "out"),
+                 "--set", "dream.strength=-1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert err[0].startswith("error: python -m live (run 1) ended with exit code 2: error: ") and "strength" in err[0]
+    assert (tmp_path / "out" / "run1.out").is_file()
