@@ -3,8 +3,8 @@ exactly where nothing moves (`flow.quieted` snaps what is left of a still room's
 0): there a bicubic warp gives the picture back as it was, so only the blocks where
 something moves are resampled. On a camera that does not move that is most of the
 picture; the dream thread warped its carried dream, its momentum and the denoiser's
-running average (three bicubic remaps of the working size, 2.7 ms each at 736x416 on two
-AVX2 cores) every frame, all three along the same flow, which is planned once."""
+running average (three bicubic remaps of the working size, 2.7 ms each at 736x416 on one
+thread of AVX2 code) every frame, all three along the same flow, which is planned once."""
 from __future__ import annotations
 
 import cv2
