@@ -87,6 +87,7 @@ class DreamEngine:
         self._visits = 0      # tiles stepped so far (round robin)
         self._region: tuple = WHOLE   # what the last run_steps stepped
         self._gain = 1.0      # the step gain of the normalisation "auto" resolved to
+        self._later: list[tuple[int, int]] = []   # sizes to build ahead once the current one settled
         base = settings or DreamSettings()
         for name in ENGINE_SETTINGS:
             setattr(self, name, getattr(base, name))
@@ -166,11 +167,27 @@ class DreamEngine:
 
     def prepare(self, sizes: list[tuple[int, int]]) -> None:
         """Have the steps for these working sizes built ahead (the adaptive ladder), so a
-        size change finds its step ready."""
-        for size in sizes:
-            steps = self._steps_at(tuple(size))
-            if steps is not None:
-                steps.want(self.step_size(size))
+        size change finds its step ready: the first at once, the others once it has
+        settled. Not all at once: on a fresh install of a 2-core machine the ladder's
+        export beside the current size's took its fast step from 15 to 35 s and ran
+        beside the backends' trial (auto chose the slower one "for this run", and adaptive
+        stepped the size down)."""
+        first, *self._later = [tuple(s) for s in sizes] or [None]
+        if first is not None:
+            self._want(first)
+        self._prepare_later()   # at once where the first is (built in the foreground, on disk)
+
+    def _want(self, size: tuple[int, int]) -> None:
+        steps = self._steps_at(size)
+        if steps is not None:
+            steps.want(self.step_size(size))
+
+    def _prepare_later(self) -> None:
+        """The rest of `prepare`'s sizes, once the first has settled (checked every dream)."""
+        if self._later and self.settled():
+            later, self._later = self._later, []
+            for size in later:
+                self._want(size)
 
     def ready(self, size: tuple[int, int] | None = None) -> bool:
         """Is the step for working size `size` (default: the current size) in its final form,
@@ -182,9 +199,11 @@ class DreamEngine:
         return steps.ready(self.step_size(size))
 
     def settled(self) -> bool:
-        """Ready, and not in the middle of auto's trial: the speed measured now is the speed
-        this size will dream at (what adaptive quality may judge it by)."""
-        return self._ensure_step().decided(self.step_size())
+        """Ready, not in the middle of auto's trial, and nothing else being built in the
+        background (another size's export beside the dream slowed it by half on a 2-core
+        machine): the speed measured now is the speed this size will dream at (what
+        adaptive quality may judge it by)."""
+        return self._ensure_step().decided(self.step_size()) and not any(p.building() for p in self._pools.values())
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         """Block until the current size's step is built (tools and tests, never the live dream)."""
@@ -230,6 +249,7 @@ class DreamEngine:
         outside the step itself: exported steps take one step size, and the step runs on
         the jittered picture, where a per-pixel step size would land shifted."""
         t0 = time.perf_counter()
+        self._prepare_later()
         base = to_tensor(frame, self.device, self.size)
         start = self._carry(base, flow, self._map(carry))
         scalar = np.isscalar(gain)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
 import pytest
 
 from conftest import ONNX_NORM, ONNX_SIZE as SIZE, wait_for
@@ -150,3 +151,43 @@ def test_the_export_child_process_answers(backbone, openvino_ready):
     job = {"model": backbone.name, "layer": "blocks.10", "objective": "amplify", "grad_norm": ONNX_NORM,
            "size": list(SIZE), "backends": ["openvino", "onnx"], "expect": str(path)}
     assert run_child(job) == {"ok": ["openvino", "onnx"], "errors": {}}
+
+
+def test_the_sizes_built_ahead_wait_for_the_current_one_and_it_is_judged_alone(backbone):
+    """prepare([current, smaller rung]): the rung's export (here the other normalisation,
+    held on an Event) starts only once the current size has settled, and while it is built
+    the current size is not `settled` (adaptive quality does not judge its speed: an export
+    beside the dream slowed it by half on a 2-core machine and stepped the size down)."""
+    gate, asked = threading.Event(), []
+
+    def held(bb, eager, pool, name, size):
+        asked.append(pool.grad_norm)
+        if pool.grad_norm == "laplacian":
+            assert gate.wait(timeout=120)
+        return eager
+
+    current, rung = (480, 64), (320, 64)   # "mixed" at this width, "laplacian" below 480
+    eng = DreamEngine(backbone, "blocks.10", size=current, tile=(0, 0), backend="onnx", grad_norm="auto",
+                      seed=0, background=True, build=held)
+    picture = np.full((64, 480, 3), 128, np.uint8)
+    try:
+        eng.prepare([current, rung])
+        assert wait_for(eng.settled, timeout=60) and asked == ["mixed"]
+        eng.dream(picture)                          # settled: the rung is asked for now
+        assert wait_for(lambda: asked == ["mixed", "laplacian"], timeout=60)
+        assert eng.ready() and not eng.ready(rung) and not eng.settled()
+        gate.set()
+        assert wait_for(lambda: eng.settled() and eng.ready(rung), timeout=60)
+    finally:
+        gate.set()
+        eng.close()
+
+
+def test_a_tie_in_the_trial_goes_to_the_candidate_listed_first():
+    trial = auto.Trial(("openvino", "onnx", "torch"), auto.Meter())
+    trial.ms = {"openvino": [37.4, 37.5], "onnx": [37.3, 37.2], "torch": [80.0]}
+    assert trial.winner() == "openvino"
+    trial.ms = {"openvino": [45.0], "onnx": [37.3], "torch": [80.0]}   # more than TIE behind: the faster
+    assert trial.winner() == "onnx"
+    trial.ms = {"openvino": [], "onnx": [], "torch": [80.0]}
+    assert trial.winner() == "torch"
