@@ -12,6 +12,7 @@ import pytest
 from conftest import ONNX_NORM, ONNX_SIZE as SIZE, wait_for
 from live.dream import DreamEngine
 from live.dream.backends import auto, onnx as ob
+from live.dream.backends import pool as pool_module
 from live.dream.backends.pool import StepPool, build_step, run_child
 from live.dream.backends.trace import ExportError
 
@@ -191,3 +192,15 @@ def test_a_tie_in_the_trial_goes_to_the_candidate_listed_first():
     assert trial.winner() == "onnx"
     trial.ms = {"openvino": [], "onnx": [], "torch": [80.0]}
     assert trial.winner() == "torch"
+
+
+def test_an_export_child_that_never_answers_is_stopped(backbone, monkeypatch):
+    """A stuck export must not hold its size (and adaptive quality, which waits for the
+    builds) for the rest of a run that lasts weeks: the child is killed, the eager step stays."""
+    monkeypatch.setattr(pool_module, "EXPORT_SECONDS", 0.3)   # the child cannot even import torch in that
+    job = {"model": backbone.name, "layer": "blocks.10", "objective": "amplify", "grad_norm": ONNX_NORM,
+           "size": list(SIZE), "backends": ["onnx"], "expect": "-"}
+    children = []
+    with pytest.raises(ExportError, match="still at work after 0.3 s; stopped it"):
+        run_child(job, children.append)
+    assert children[0].poll() is not None and children[0] not in pool_module._CHILDREN

@@ -39,6 +39,7 @@ Build = Callable[[Backbone, DreamStep, "StepPool", str, Size], Step]
 _CHILDREN: set[subprocess.Popen] = set()
 _BUILDERS: set[threading.Thread] = set()
 JOIN_SECONDS = 30.0   # at most this long for a builder inside a compile call to come back at the end
+EXPORT_SECONDS = 900.0   # an export child still at work after this is stuck: killed, the eager step stays
 
 
 class Cancelled(Exception):
@@ -65,7 +66,12 @@ def run_child(job: dict, started: Callable[[subprocess.Popen], None] = lambda p:
     _CHILDREN.add(proc)
     try:
         started(proc)
-        out, _ = proc.communicate()
+        try:
+            out, _ = proc.communicate(timeout=EXPORT_SECONDS)
+        except subprocess.TimeoutExpired:   # half a minute on a slow 2-core machine; weeks unattended
+            proc.kill()
+            proc.communicate()
+            raise ExportError(f"the export process was still at work after {EXPORT_SECONDS:g} s; stopped it") from None
     finally:
         _CHILDREN.discard(proc)
     if proc.returncode and proc.returncode < 0:
