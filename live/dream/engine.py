@@ -172,9 +172,10 @@ class DreamEngine:
         export beside the current size's took its fast step from 15 to 35 s and ran
         beside the backends' trial (auto chose the slower one "for this run", and adaptive
         stepped the size down)."""
-        first, *self._later = [tuple(s) for s in sizes] or [None]
-        if first is not None:
-            self._want(first)
+        sizes = [tuple(s) for s in sizes]
+        if sizes:
+            self._want(sizes[0])
+        self._later = sizes[1:]
         self._prepare_later()   # at once where the first is (built in the foreground, on disk)
 
     def _want(self, size: tuple[int, int]) -> None:
